@@ -1,0 +1,45 @@
+"""Prefcenter: the application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from app import config as config_module
+from app.config import ROOT
+
+csrf = CSRFProtect()
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"), instance_path=str(ROOT / "instance"))
+    app.config.update(config_module.from_environ())
+    if config:
+        app.config.update(config)
+    config_module.finalise(app.config)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+
+    from app import db, errors, i18n, limits, security
+
+    db.init_app(app)
+    i18n.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+    csrf.init_app(app)
+    limits.init_app(app)
+    register_blueprints(app)
+
+    from app import cli
+
+    cli.init_app(app)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    """Every blueprint and its URL prefix, in one place."""
+    from app.health import bp as health_bp
+    from app.preferences.views import bp as preferences_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(preferences_bp, url_prefix="/p")

@@ -1,0 +1,21 @@
+"""Administrators of the preference center."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, intpk, timestamp
+
+
+class Admin(Base):
+    __tablename__ = "admins"
+
+    id: Mapped[intpk]
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[timestamp]
+    last_login_at: Mapped[dt.datetime | None]

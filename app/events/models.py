@@ -1,0 +1,47 @@
+"""The append-only event log: the consent trail and the source of webhooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, str16, str64, timestamp
+
+EVENT_TYPES = (
+    "subscriber.created",
+    "subscriber.updated",
+    "subscriber.unsubscribed",
+    "subscriber.resubscribed",
+    "subscriber.erased",
+)
+SOURCES = ("preference_page", "unsubscribe_page", "one_click", "api", "admin", "system")
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_subscriber_id_id", "subscriber_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    type: Mapped[str64]
+    action: Mapped[str64]
+    topic: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict | None]
+    after: Mapped[dict | None]
+    source: Mapped[str16]
+    actor: Mapped[str | None] = mapped_column(String(255))
+    token_id: Mapped[str | None] = mapped_column(String(32))
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[int]
+    payload: Mapped[dict]
+    created_at: Mapped[timestamp]
+
+    @property
+    def when(self) -> dt.datetime:
+        return self.created_at

@@ -1,0 +1,64 @@
+"""Appending events. The only writer of the events table and of the outbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.events.models import Event
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+
+def record_event(session: Session, subscriber, *, type: str, action: str, source: str,
+                 topic: str | None = None, before=None, after=None, actor: str | None = None,
+                 token_id: str | None = None, campaign: str | None = None) -> Event:
+    """Add one event (payload filled by :func:`seal`) to the session's transaction."""
+    event = Event(
+        subscriber_id=subscriber.id if subscriber is not None else None,
+        type=type, action=action, topic=topic,
+        before=None if before is None else {"value": before},
+        after=None if after is None else {"value": after},
+        source=source, actor=actor, token_id=token_id, campaign=campaign,
+        version=subscriber.version if subscriber is not None else 0,
+        payload={}, created_at=utcnow(),
+    )
+    session.add(event)
+    return event
+
+
+def change_of(event: Event) -> dict:
+    return {
+        "action": event.action,
+        "topic": event.topic,
+        "before": (event.before or {}).get("value"),
+        "after": (event.after or {}).get("value"),
+    }
+
+
+def seal(session: Session, subscriber, events: list[Event], snapshot: dict) -> None:
+    """Fill the webhook payload of a batch of events and queue their deliveries.
+
+    Called once the change is applied, in the same transaction: each event's
+    payload carries the subscriber as it now is, so the payload, the event and
+    the change commit (or roll back) together.
+    """
+    if not events:
+        return
+    endpoints = session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))
+    ).all()
+    session.flush()
+    for event in events:
+        event.version = snapshot.get("version", event.version)
+        event.payload = {
+            "subscriber": snapshot,
+            "changes": [change_of(event)],
+            "source": event.source,
+        }
+        for endpoint in endpoints:
+            if endpoint.wants(event.type):
+                session.add(WebhookDelivery(
+                    endpoint_id=endpoint.id, event_id=event.id,
+                    subscriber_id=event.subscriber_id, next_attempt_at=event.created_at,
+                ))

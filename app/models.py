@@ -1,0 +1,22 @@
+"""Every model, imported in one place so metadata is complete (Alembic, tests)."""
+
+from app.admin.models import Admin
+from app.api.models import ApiKey
+from app.db import Base
+from app.events.models import Event
+from app.subscribers.models import Subscriber, Subscription, Suppression
+from app.topics.models import (
+    Role,
+    RoleTopic,
+    RoleTopicTranslation,
+    RoleTranslation,
+    Topic,
+    TopicTranslation,
+)
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+__all__ = [
+    "Admin", "ApiKey", "Base", "Event", "Role", "RoleTopic", "RoleTopicTranslation",
+    "RoleTranslation", "Subscriber", "Subscription", "Suppression", "Topic",
+    "TopicTranslation", "WebhookDelivery", "WebhookEndpoint",
+]

@@ -1,0 +1,14 @@
+"""Forms of the preference page. Topic fields are dynamic and read by the service;
+the form class carries CSRF protection and the fixed fields."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+
+
+class PreferencesForm(FlaskForm):
+    """CSRF only: the topic fields depend on the subscriber's role."""
+
+
+class FreshLinkForm(FlaskForm):
+    """Ask for a fresh preference link by email."""

@@ -1,0 +1,159 @@
+"""The preference page: GET shows, POST saves (CSRF-protected)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from app.db import get_session
+from app.errors import problem, wants_json
+from app.limits import limiter, public_limit
+from app.links.services import (
+    PREFERENCES,
+    ExpiredLink,
+    LinkError,
+    get_signer,
+    links_for,
+    open_link,
+)
+from app.mail.services import send_template
+from app.preferences.forms import FreshLinkForm, PreferencesForm
+from app.preferences.services import (
+    allowed_topics,
+    mask_email,
+    page_rows,
+    parse_form,
+    transactional_names,
+)
+from app.subscribers.services import Context, PreferenceError, by_public_id, change
+
+bp = Blueprint("preferences", __name__)
+
+FREQUENCY_LABELS = {
+    "daily": _l("Daily"),
+    "weekly": _l("Weekly"),
+    "biweekly": _l("Every two weeks"),
+    "monthly": _l("Monthly"),
+    "quarterly": _l("Every three months"),
+}
+
+
+@bp.errorhandler(LinkError)
+def link_error(exc: LinkError):
+    return render_link_error(exc, PREFERENCES)
+
+
+def render_link_error(exc: LinkError, purpose: str):
+    if wants_json():
+        return problem(exc.status, "Link not usable", f"The link is {exc.reason}.")
+    renew = None
+    if isinstance(exc, ExpiredLink) and exc.claims is not None and purpose == PREFERENCES:
+        renew = FreshLinkForm()
+    return render_template("errors/link.html", reason=exc.reason, renew=renew,
+                           token=request.view_args.get("token")), exc.status
+
+
+def _open(token: str, *, for_update: bool = False):
+    session = get_session(write=for_update)
+    claims, subscriber = open_link(session, get_signer(current_app), PREFERENCES, token,
+                                   for_update=for_update)
+    g.link_locale = claims.locale
+    g.subscriber_locale = subscriber.locale
+    return session, claims, subscriber
+
+
+def _render(token, subscriber, *, saved=None, status=200):
+    locale = str(get_locale())
+    default = current_app.config["DEFAULT_LOCALE"]
+    rows = page_rows(subscriber, locale, default)
+    return render_template(
+        "preferences/page.html",
+        form=PreferencesForm(),
+        token=token,
+        rows=rows,
+        masked_email=mask_email(subscriber.email),
+        unsubscribed_all=subscriber.unsubscribed_all,
+        transactional=transactional_names(get_session(), locale, default),
+        frequency_labels=FREQUENCY_LABELS,
+        saved=saved,
+        privacy_url=current_app.config["PRIVACY_URL"],
+    ), status
+
+
+@bp.get("/<token>")
+@limiter.limit(public_limit)
+def page(token: str):
+    _session, _claims, subscriber = _open(token)
+    return _render(token, subscriber)
+
+
+@bp.post("/<token>")
+@limiter.limit(public_limit)
+def save(token: str):
+    session, claims, subscriber = _open(token, for_update=True)
+    try:
+        submission = parse_form(request.form, allowed_topics(subscriber))
+        locale = str(get_locale())
+        events = change(
+            session, subscriber,
+            context=Context(source="preference_page", token_id=claims.token_id,
+                            campaign=claims.campaign),
+            topics=submission.topics, allowed=allowed_topics(subscriber),
+            unsubscribed_all=submission.unsubscribed_all,
+            locale=locale if request.form.get("lang") == locale else None,
+        )
+    except PreferenceError as exc:
+        session.rollback()
+        abort(400, description=str(exc))
+    session.commit()
+    default = current_app.config["DEFAULT_LOCALE"]
+    names = {row.slug: row.name for row in page_rows(subscriber, str(get_locale()), default)}
+    return _render(token, subscriber, saved=[describe(e, names) for e in events])
+
+
+@bp.post("/<token>/renew")
+@limiter.limit("5 per hour")
+def renew(token: str):
+    """An expired link may still name its subscriber: mail them a fresh one."""
+    FreshLinkForm().validate_on_submit() or abort(400)
+    try:
+        open_link(get_session(), get_signer(current_app), PREFERENCES, token)
+    except ExpiredLink as exc:
+        claims = exc.claims
+    except LinkError:
+        claims = None
+    else:
+        return redirect(url_for("preferences.page", token=token), code=303)
+    subscriber = by_public_id(get_session(), claims.public_id) if claims else None
+    if subscriber is not None and subscriber.email and claims.epoch >= subscriber.link_epoch:
+        g.subscriber_locale = subscriber.locale
+        locale = str(get_locale())
+        links = links_for(current_app, subscriber, locale=claims.locale)
+        send_template(current_app, to=subscriber.email, locale=locale,
+                      subject=lambda: _("Your link to manage your email preferences"),
+                      template="mail/fresh_link.txt", url=links["preferences_url"],
+                      brand=current_app.config["BRAND_NAME"])
+    # The same answer whether or not a message went out: no enumeration.
+    return render_template("preferences/renewed.html")
+
+
+def describe(event, names: dict[str, str]) -> str:
+    """One saved change in the subscriber's words."""
+    topic = names.get(event.topic, event.topic)
+    after = (event.after or {}).get("value")
+    if event.action == "topic.subscribed":
+        return _("You now receive %(topic)s.", topic=topic)
+    if event.action == "topic.unsubscribed":
+        return _("You no longer receive %(topic)s.", topic=topic)
+    if event.action == "topic.frequency":
+        return _("%(topic)s: %(frequency)s.", topic=topic,
+                 frequency=FREQUENCY_LABELS.get(after, after))
+    if event.action == "unsubscribed_all":
+        return _("You are unsubscribed from all marketing email.")
+    if event.action == "resubscribed_all":
+        return _("Marketing email is switched back on with your topic choices.")
+    if event.action == "locale":
+        return _("Your language is saved.")
+    return event.action

@@ -1,0 +1,231 @@
+"""The rules of what a subscriber receives. Plain functions over a session."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.events.models import Event
+from app.events.services import record_event, seal
+from app.subscribers.models import Subscriber, Subscription, Suppression
+from app.topics.models import FREQUENCIES, Role, Topic
+
+
+class PreferenceError(ValueError):
+    """A requested change that the rules do not allow; nothing is changed."""
+
+
+class UnknownTopic(PreferenceError):
+    pass
+
+
+class UnknownFrequency(PreferenceError):
+    pass
+
+
+class InvalidEmail(PreferenceError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicChoice:
+    subscribed: bool | None = None
+    frequency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who or what is making a change, for the event log."""
+
+    source: str
+    actor: str | None = None
+    token_id: str | None = None
+    campaign: str | None = None
+
+
+def normalise_email(raw: str) -> str:
+    try:
+        result = validate_email(raw, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(str(exc)) from exc
+    local, _, domain = result.normalized.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def email_hash(email: str) -> str:
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    return session.scalar(
+        select(Suppression.id).where(Suppression.email_hash == email_hash(email))
+    ) is not None
+
+
+def by_public_id(session: Session, public_id: str, *, for_update: bool = False):
+    query = select(Subscriber).where(Subscriber.public_id == public_id,
+                                     Subscriber.erased_at.is_(None))
+    if for_update:
+        query = query.with_for_update(of=Subscriber)
+    return session.scalars(query).unique().one_or_none()
+
+
+def by_external_id(session: Session, external_id: str, *, for_update: bool = False):
+    query = select(Subscriber).where(Subscriber.external_id == external_id)
+    if for_update:
+        query = query.with_for_update(of=Subscriber)
+    return session.scalars(query).unique().one_or_none()
+
+
+def snapshot(subscriber: Subscriber) -> dict:
+    """The subscriber as the API and webhooks show it."""
+    return {
+        "external_id": subscriber.external_id,
+        "email": subscriber.email,
+        "locale": subscriber.locale,
+        "role": subscriber.role.slug if subscriber.role else None,
+        "unsubscribed_all": subscriber.unsubscribed_all,
+        "topics": {
+            s.topic.slug: {"subscribed": s.subscribed, "frequency": s.frequency}
+            for s in sorted(subscriber.subscriptions, key=lambda s: s.topic.slug)
+        },
+        "version": subscriber.version,
+        "updated_at": subscriber.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def role_topics(role: Role | None, *, include_archived: bool = False) -> list:
+    """The marketing topics a role shows, in the role's order."""
+    if role is None:
+        return []
+    return [
+        rt for rt in role.role_topics
+        if rt.topic.kind == "marketing" and (include_archived or not rt.topic.archived)
+    ]
+
+
+def marketing_topics(session: Session) -> dict[str, Topic]:
+    topics = session.scalars(
+        select(Topic).where(Topic.kind == "marketing", Topic.archived.is_(False))
+    ).all()
+    return {t.slug: t for t in topics}
+
+
+def create_subscriber(session: Session, *, email: str, external_id: str | None = None,
+                      locale: str = "en", role: Role | None = None,
+                      context: Context) -> tuple[Subscriber, list[Event]]:
+    """A new subscriber with the role's defaults; suppressed addresses start unsubscribed."""
+    now = utcnow()
+    subscriber = Subscriber(email=email, external_id=external_id, locale=locale, role=role,
+                            unsubscribed_all=is_suppressed(session, email),
+                            created_at=now, updated_at=now, version=1)
+    session.add(subscriber)
+    for rt in role_topics(role):
+        subscriber.subscriptions.append(Subscription(
+            topic=rt.topic, subscribed=rt.default_subscribed,
+            frequency=rt.topic.default_frequency, updated_at=now,
+        ))
+    session.flush()
+    event = record_event(session, subscriber, type="subscriber.created", action="created",
+                         source=context.source, actor=context.actor, after=email,
+                         token_id=context.token_id, campaign=context.campaign)
+    seal(session, subscriber, [event], snapshot(subscriber))
+    return subscriber, [event]
+
+
+def validate_choices(choices: dict[str, TopicChoice], allowed: dict[str, Topic]) -> None:
+    for slug, choice in choices.items():
+        topic = allowed.get(slug)
+        if topic is None:
+            raise UnknownTopic(slug)
+        if choice.frequency is not None and (
+            choice.frequency not in FREQUENCIES or choice.frequency not in topic.frequencies
+        ):
+            raise UnknownFrequency(f"{slug}: {choice.frequency}")
+
+
+def change(session: Session, subscriber: Subscriber, *, context: Context,
+           topics: dict[str, TopicChoice] | None = None, allowed: dict[str, Topic] | None = None,
+           unsubscribed_all: bool | None = None, locale: str | None = None,
+           role: Role | None = None, email: str | None = None) -> list[Event]:
+    """Apply what differs, one event per actual change; bump the version once.
+
+    ``allowed`` maps the slugs this caller may touch to their topics; any
+    other slug, or a frequency the topic does not offer, raises before
+    anything is changed.
+    """
+    topics = topics or {}
+    allowed = marketing_topics(session) if allowed is None else allowed
+    validate_choices(topics, allowed)
+    events: list[Event] = []
+    ctx = {"source": context.source, "actor": context.actor, "token_id": context.token_id,
+           "campaign": context.campaign}
+    now = utcnow()
+
+    def log(type_, action, topic=None, before=None, after=None):
+        events.append(record_event(session, subscriber, type=type_, action=action,
+                                   topic=topic, before=before, after=after, **ctx))
+
+    if email is not None and email != subscriber.email:
+        log("subscriber.updated", "email", before=subscriber.email, after=email)
+        subscriber.email = email
+    if locale is not None and locale != subscriber.locale:
+        log("subscriber.updated", "locale", before=subscriber.locale, after=locale)
+        subscriber.locale = locale
+    if role is not None and role.id != subscriber.role_id:
+        log("subscriber.updated", "role",
+            before=subscriber.role.slug if subscriber.role else None, after=role.slug)
+        subscriber.role = role
+        for rt in role_topics(role):
+            if subscriber.subscription(rt.topic_id) is None:
+                subscriber.subscriptions.append(Subscription(
+                    topic=rt.topic, subscribed=rt.default_subscribed,
+                    frequency=rt.topic.default_frequency, updated_at=now))
+    for slug, choice in topics.items():
+        topic = allowed[slug]
+        sub = subscriber.subscription(topic.id)
+        if sub is None:
+            sub = Subscription(topic=topic, subscribed=False, frequency=topic.default_frequency,
+                               updated_at=now)
+            subscriber.subscriptions.append(sub)
+        if choice.subscribed is not None and choice.subscribed != sub.subscribed:
+            if choice.subscribed:
+                log("subscriber.updated", "topic.subscribed", slug, False, True)
+            else:
+                log("subscriber.unsubscribed", "topic.unsubscribed", slug, True, False)
+            sub.subscribed = choice.subscribed
+            sub.updated_at = now
+        if choice.frequency is not None and choice.frequency != sub.frequency:
+            log("subscriber.updated", "topic.frequency", slug, sub.frequency, choice.frequency)
+            sub.frequency = choice.frequency
+            sub.updated_at = now
+    if unsubscribed_all is not None and unsubscribed_all != subscriber.unsubscribed_all:
+        if unsubscribed_all:
+            log("subscriber.unsubscribed", "unsubscribed_all", None, False, True)
+        else:
+            log("subscriber.resubscribed", "resubscribed_all", None, True, False)
+        subscriber.unsubscribed_all = unsubscribed_all
+    if events:
+        subscriber.version += 1
+        subscriber.updated_at = now
+        session.flush()
+        seal(session, subscriber, events, snapshot(subscriber))
+    return events
+
+
+def unsubscribe(session: Session, subscriber: Subscriber, topic: str | None, *,
+                context: Context) -> list[Event]:
+    """Stop a topic (or, without one, all marketing). Repeats change nothing."""
+    if topic is not None:
+        found = session.scalar(select(Topic).where(Topic.slug == topic))
+        if found is not None and found.kind == "marketing":
+            return change(session, subscriber, context=context,
+                          topics={topic: TopicChoice(subscribed=False)},
+                          allowed={topic: found})
+        # A topic since deleted or made transactional: honour the intent fully.
+    return change(session, subscriber, context=context, unsubscribed_all=True, allowed={})
