@@ -62,5 +62,8 @@ def demo_command() -> None:
 
 
 def init_app(app: Flask) -> None:
+    from app.api.cli import api_keys_group
+
     app.cli.add_command(db_group)
     app.cli.add_command(demo_command)
+    app.cli.add_command(api_keys_group)

@@ -1,6 +1,6 @@
 """Every model, imported in one place so metadata is complete (Alembic, tests)."""
 
-from app.admin.models import Admin
+from app.admin.models import Admin, AuditEntry
 from app.api.models import ApiKey
 from app.db import Base
 from app.events.models import Event
@@ -16,7 +16,7 @@ from app.topics.models import (
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
-    "Admin", "ApiKey", "Base", "Event", "Role", "RoleTopic", "RoleTopicTranslation",
+    "Admin", "ApiKey", "AuditEntry", "Base", "Event", "Role", "RoleTopic", "RoleTopicTranslation",
     "RoleTranslation", "Subscriber", "Subscription", "Suppression", "Topic",
     "TopicTranslation", "WebhookDelivery", "WebhookEndpoint",
 ]
