@@ -67,3 +67,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(db_group)
     app.cli.add_command(demo_command)
     app.cli.add_command(api_keys_group)
+
+
+if __name__ == "__main__":
+    main()

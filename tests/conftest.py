@@ -28,6 +28,8 @@ from app.migrate import upgrade
 from app.subscribers.services import Context, create_subscriber
 from app.topics.models import Role
 
+pytest_plugins = ["tests.smtp", "tests.browser"]
+
 TEST_SECRET = "test-secret-key-0123456789"
 
 
