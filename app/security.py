@@ -26,6 +26,9 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _headers(response):
         headers = response.headers
+        if response.status_code not in (429, 503):
+            # Flask-Limiter sends Retry-After on every response; it means "wait" only here.
+            headers.pop("Retry-After", None)
         headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("Content-Security-Policy", CSP)
         headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -115,3 +115,17 @@ def test_demo_and_db_upgrade_commands_on_a_fresh_database(tmp_path):
     assert page.status_code == 200
     assert "Offers" in page.get_data(as_text=True)
     app.extensions["prefcenter.db"].engine.dispose()
+
+
+def test_rate_limit_answers_429_with_retry_after_and_only_then(database_url, catalogue, links):
+    app = create_app(make_config(database_url, RATELIMIT_ENABLED=True,
+                                 RATELIMIT_PUBLIC="2 per minute"))
+    client = app.test_client()
+    ok = client.get("/p/anything")
+    assert ok.status_code == 400
+    assert "Retry-After" not in ok.headers
+    client.get("/p/anything")
+    limited = client.get("/p/anything")
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert "Too many requests" in limited.get_data(as_text=True)
