@@ -40,6 +40,8 @@ def register_blueprints(app: Flask) -> None:
     """Every blueprint and its URL prefix, in one place."""
     from app.health import bp as health_bp
     from app.preferences.views import bp as preferences_bp
+    from app.unsubscribe.views import bp as unsubscribe_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(preferences_bp, url_prefix="/p")
+    app.register_blueprint(unsubscribe_bp, url_prefix="/u")

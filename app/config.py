@@ -62,6 +62,7 @@ def from_environ(environ=None) -> dict:
         "MAIL_FROM": env.get("PREFCENTER_MAIL_FROM", "preferences@example.com"),
         "RATELIMIT_ENABLED": env.get("PREFCENTER_RATELIMIT_ENABLED", "1") not in ("0", "false"),
         "RATELIMIT_PUBLIC": env.get("PREFCENTER_RATELIMIT_PUBLIC", "120 per minute"),
+        "RATELIMIT_ONE_CLICK": env.get("PREFCENTER_RATELIMIT_ONE_CLICK", "600 per minute"),
         "RATELIMIT_API": env.get("PREFCENTER_RATELIMIT_API", "6000 per minute"),
         "RATELIMIT_LOGIN": env.get("PREFCENTER_RATELIMIT_LOGIN", "10 per minute"),
         "RATELIMIT_STORAGE_URI": env.get("PREFCENTER_RATELIMIT_STORAGE_URI", "memory://"),

@@ -1,0 +1,104 @@
+"""Unsubscribe links: open them (expired-but-authentic ones too), and the undo.
+
+An unsubscribe token is honoured after its max age: the signature proves it is
+ours and the intent ("stop mailing me") is unambiguous and a legal duty. A
+revoked (older epoch) token, a tampered one or one naming an erased
+subscriber is still refused.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
+
+from app.events.models import Event
+from app.links.services import (
+    UNSUBSCRIBE,
+    ExpiredLink,
+    InvalidLink,
+    LinkClaims,
+    LinkSigner,
+    RevokedLink,
+    UnknownSubscriber,
+)
+from app.subscribers.models import Subscriber, Subscription
+from app.subscribers.services import Context, TopicChoice, change
+from app.topics.models import Role, Topic
+
+MAX_TOKEN_LENGTH = 512
+
+
+def load_subscriber(session: Session, public_id: str, *, for_update: bool = False):
+    """The subscriber (and role) in one query, then its subscriptions in a second.
+
+    The subscriptions are read after the row lock is held, so a one-click
+    racing another one sees the other's committed change (PostgreSQL's READ
+    COMMITTED takes a fresh snapshot per statement). Texts and the role's
+    topic list are not needed to unsubscribe and load only if asked for.
+    """
+    query = (
+        select(Subscriber)
+        .where(Subscriber.public_id == public_id, Subscriber.erased_at.is_(None))
+        .options(
+            joinedload(Subscriber.role).options(
+                lazyload(Role.translations), lazyload(Role.role_topics)),
+            selectinload(Subscriber.subscriptions)
+            .joinedload(Subscription.topic).lazyload(Topic.translations),
+        )
+    )
+    if for_update:
+        query = query.with_for_update(of=Subscriber)
+    return session.scalars(query).unique().one_or_none()
+
+
+def open_unsubscribe(session: Session, signer: LinkSigner, token: str, *,
+                     for_update: bool = False) -> tuple[LinkClaims, Subscriber, bool]:
+    """Verify an unsubscribe token: ``(claims, subscriber, expired)`` or a LinkError."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidLink("link is too long")
+    expired = False
+    try:
+        claims = signer.loads(UNSUBSCRIBE, token)
+    except ExpiredLink as exc:
+        if exc.claims is None:
+            raise
+        claims, expired = exc.claims, True
+    subscriber = load_subscriber(session, claims.public_id, for_update=for_update)
+    if subscriber is None:
+        raise UnknownSubscriber("no such subscriber")
+    if claims.epoch < subscriber.link_epoch:
+        raise RevokedLink("link revoked")
+    return claims, subscriber, expired
+
+
+def target_topic(subscriber: Subscriber, session: Session, slug: str | None) -> Topic | None:
+    """The marketing topic a token unsubscribes from, or None for all marketing.
+
+    Mirrors :func:`app.subscribers.services.unsubscribe`: a topic that is
+    unknown or not marketing means everything.
+    """
+    if slug is None:
+        return None
+    for sub in subscriber.subscriptions:
+        if sub.topic.slug == slug:
+            return sub.topic if sub.topic.kind == "marketing" else None
+    topic = session.scalar(select(Topic).where(Topic.slug == slug))
+    return topic if topic is not None and topic.kind == "marketing" else None
+
+
+def is_unsubscribed(subscriber: Subscriber, topic: Topic | None) -> bool:
+    """Whether the link's unsubscribe is already in force."""
+    if topic is None:
+        return subscriber.unsubscribed_all
+    sub = subscriber.subscription(topic.id)
+    return sub is None or not sub.subscribed
+
+
+def undo(session: Session, subscriber: Subscriber, topic: Topic | None, *,
+         context: Context) -> list[Event]:
+    """Take back what the link unsubscribed: the topic, or the master unsubscribe."""
+    if topic is None:
+        return change(session, subscriber, context=context, unsubscribed_all=False, allowed={})
+    return change(session, subscriber, context=context,
+                  topics={topic.slug: TopicChoice(subscribed=True)},
+                  allowed={topic.slug: topic})

@@ -1,0 +1,246 @@
+"""Unsubscribe pages and RFC 8058 one-click unsubscribe.
+
+``GET /u/<token>`` (and HEAD) only shows what a click would do: link scanners
+prefetch every URL in a message. ``POST /u/<token>`` unsubscribes, either as
+an RFC 8058 one-click (body ``List-Unsubscribe=One-Click``, no cookie, no CSRF
+token; a tiny text/plain answer, never a redirect) or as the page's form (its
+own CSRF token; a confirmation page with an undo).
+
+Nothing is acknowledged before it is durable: if the database cannot take the
+change, the answer is 503 with Retry-After and the mailbox provider retries.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, g, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_wtf.csrf import validate_csrf
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, ServiceUnavailable
+from wtforms.validators import ValidationError
+
+from app import csrf
+from app.db import get_session
+from app.limits import limiter, public_limit
+from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for
+from app.preferences.services import mask_email, transactional_names
+from app.preferences.views import render_link_error
+from app.subscribers.services import Context, unsubscribe
+from app.unsubscribe.forms import UndoForm, UnsubscribeForm
+from app.unsubscribe.services import is_unsubscribed, open_unsubscribe, target_topic, undo
+
+bp = Blueprint("unsubscribe", __name__)
+
+ONE_CLICK_FIELD = "List-Unsubscribe"
+ONE_CLICK_VALUE = "One-Click"
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# The database could not take the change (down, restarting, locked): retry later.
+UNAVAILABLE = (DBAPIError, PoolTimeout)
+RETRY_AFTER = "5"
+
+# Answers to machines (mailbox providers), not to people: kept short and untranslated.
+PLAIN = {
+    200: "Unsubscribed.\n",
+    400: "Bad request: the body must be List-Unsubscribe=One-Click.\n",
+    413: "Request body too large.\n",
+    415: "Unsupported content type: use application/x-www-form-urlencoded "
+         "or multipart/form-data.\n",
+    429: "Too many requests.\n",
+    503: "Temporarily unavailable; nothing was changed. Retry later.\n",
+}
+LINK_PLAIN = {
+    "invalid": "This link is not valid.\n",
+    "expired": "This link has expired.\n",
+    "revoked": "This link is no longer valid.\n",
+    "unknown": "No such subscriber.\n",
+}
+
+
+def one_click_limit() -> str:
+    return current_app.config["RATELIMIT_ONE_CLICK"]
+
+
+def is_one_click() -> bool:
+    """Whether this request is an RFC 8058 one-click POST (decided once per request)."""
+    if "one_click" not in g:
+        g.one_click = False
+        if request.method == "POST" and request.mimetype in FORM_TYPES:
+            try:
+                g.one_click = request.form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
+            except RequestEntityTooLarge:
+                g.one_click = False
+    return g.one_click
+
+
+def answers_plain() -> bool:
+    """POSTs to ``/u/<token>`` other than the page's own form get text/plain answers."""
+    if request.endpoint != "unsubscribe.confirm":
+        return False
+    if "browser_form" not in g:
+        try:
+            g.browser_form = not is_one_click() and request.form.get("confirm") == "1"
+        except RequestEntityTooLarge:
+            g.browser_form = False
+    return not g.browser_form
+
+
+def plain(status: int, body: str | None = None, **headers) -> Response:
+    response = Response(body or PLAIN[status], status=status, mimetype="text/plain",
+                        headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(LinkError)
+def link_error(exc: LinkError):
+    if answers_plain():
+        return plain(exc.status, LINK_PLAIN.get(exc.reason, LINK_PLAIN["invalid"]))
+    return render_link_error(exc, UNSUBSCRIBE)
+
+
+@bp.errorhandler(413)
+@bp.errorhandler(429)
+def refused(exc: HTTPException):
+    """Too large or too many: plain text to machines, the usual page to people."""
+    if answers_plain():
+        response = plain(exc.code)
+    else:
+        message = (_("That request is too large.") if exc.code == 413
+                   else _("Too many requests. Please wait a moment and try again."))
+        response = current_app.make_response((
+            render_template("errors/http.html", code=exc.code, name=exc.name, message=message),
+            exc.code,
+        ))
+    for key, value in exc.get_headers() or []:
+        if key.lower() not in ("content-type", "content-length"):
+            response.headers[key] = value
+    return response
+
+
+def _context(source: str, claims) -> Context:
+    return Context(source=source, token_id=claims.token_id, campaign=claims.campaign)
+
+
+def _open(token: str, *, for_update: bool = False):
+    session = get_session(write=for_update)
+    claims, subscriber, expired = open_unsubscribe(
+        session, get_signer(current_app), token, for_update=for_update)
+    g.link_locale = claims.locale
+    g.subscriber_locale = subscriber.locale
+    return session, claims, subscriber, expired
+
+
+def _rollback_quietly(session) -> None:
+    try:
+        session.rollback()
+    except SQLAlchemyError:
+        session.invalidate()
+
+
+def _page_context(token, claims, subscriber, expired, topic) -> dict:
+    locale = str(get_locale())
+    default = current_app.config["DEFAULT_LOCALE"]
+    preferences_url = None
+    if not expired:
+        # An expired unsubscribe link is still honoured, but it does not mint
+        # a fresh preference link: that page has its own expiry and renewal.
+        preferences_url = links_for(current_app, subscriber, topic=claims.topic,
+                                    campaign=claims.campaign,
+                                    locale=claims.locale)["preferences_url"]
+    return {
+        "token": token,
+        "masked_email": mask_email(subscriber.email),
+        "topic_name": topic.text(locale, default) if topic is not None else None,
+        "preferences_url": preferences_url,
+        "transactional": transactional_names(get_session(), locale, default),
+        "privacy_url": current_app.config["PRIVACY_URL"],
+    }
+
+
+@bp.get("/<token>")
+@limiter.limit(public_limit)
+def page(token: str):
+    """What a click would do. Changes nothing (GET and HEAD)."""
+    session, claims, subscriber, expired = _open(token)
+    topic = target_topic(subscriber, session, claims.topic)
+    return render_template(
+        "unsubscribe/page.html",
+        form=UnsubscribeForm(),
+        already=is_unsubscribed(subscriber, topic),
+        **_page_context(token, claims, subscriber, expired, topic),
+    )
+
+
+@csrf.exempt
+@bp.post("/<token>")
+@limiter.limit(public_limit, exempt_when=is_one_click)
+@limiter.limit(one_click_limit, exempt_when=lambda: not is_one_click(), scope="one-click")
+def confirm(token: str):
+    """RFC 8058 one-click, or the page's form (which carries its own CSRF token)."""
+    if request.mimetype not in FORM_TYPES:
+        return plain(415)
+    if is_one_click():
+        return _one_click(token)
+    if request.form.get("confirm") != "1":
+        return plain(400)
+    g.browser_form = True
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError as exc:
+        raise BadRequest() from exc
+    return _browser(token)
+
+
+def _one_click(token: str) -> Response:
+    session = get_session()
+    try:
+        session, claims, subscriber, _expired = _open(token, for_update=True)
+        unsubscribe(session, subscriber, claims.topic, context=_context("one_click", claims))
+        session.commit()
+    except UNAVAILABLE:
+        _rollback_quietly(session)
+        return plain(503, **{"Retry-After": RETRY_AFTER})
+    return plain(200)
+
+
+def _browser(token: str):
+    session = get_session()
+    try:
+        session, claims, subscriber, expired = _open(token, for_update=True)
+        topic = target_topic(subscriber, session, claims.topic)
+        events = unsubscribe(session, subscriber, claims.topic,
+                             context=_context("unsubscribe_page", claims))
+        session.commit()
+    except UNAVAILABLE as exc:
+        _rollback_quietly(session)
+        raise ServiceUnavailable(retry_after=int(RETRY_AFTER)) from exc
+    return render_template(
+        "unsubscribe/done.html",
+        undo_form=UndoForm() if events else None,
+        undone=False,
+        **_page_context(token, claims, subscriber, expired, topic),
+    )
+
+
+@bp.post("/<token>/undo")
+@limiter.limit(public_limit)
+def take_back(token: str):
+    """Re-subscribe exactly what the link unsubscribes (CSRF-protected form)."""
+    session = get_session()
+    try:
+        session, claims, subscriber, expired = _open(token, for_update=True)
+        topic = target_topic(subscriber, session, claims.topic)
+        undo(session, subscriber, topic, context=_context("unsubscribe_page", claims))
+        session.commit()
+    except UNAVAILABLE as exc:
+        _rollback_quietly(session)
+        raise ServiceUnavailable(retry_after=int(RETRY_AFTER)) from exc
+    return render_template(
+        "unsubscribe/done.html",
+        undo_form=None,
+        undone=True,
+        again_url=url_for("unsubscribe.page", token=token),
+        **_page_context(token, claims, subscriber, expired, topic),
+    )
