@@ -45,3 +45,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(preferences_bp, url_prefix="/p")
     app.register_blueprint(unsubscribe_bp, url_prefix="/u")
+    from app.api.views import bp as api_bp
+
+    app.register_blueprint(api_bp, url_prefix="/api/v1")

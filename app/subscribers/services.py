@@ -229,3 +229,60 @@ def unsubscribe(session: Session, subscriber: Subscriber, topic: str | None, *,
                           allowed={topic: found})
         # A topic since deleted or made transactional: honour the intent fully.
     return change(session, subscriber, context=context, unsubscribed_all=True, allowed={})
+
+
+def _scrubbed(value, emails: set[str]):
+    """``value`` with every string equal to one of ``emails`` replaced by None."""
+    if isinstance(value, str):
+        return None if value.lower() in emails else value
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, emails) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, emails) for v in value]
+    return value
+
+
+def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Event:
+    """Erase a subscriber's personal data; keep a hashed suppression of the address.
+
+    The ``subscriber.erased`` event is recorded first (its webhook names the
+    external id so the CRM can match it), then the email and external id are
+    nulled, every link is revoked (epoch bump), subscriptions are deleted, and
+    every address this subscriber ever had is scrubbed from its stored events.
+    """
+    now = utcnow()
+    if subscriber.email and not is_suppressed(session, subscriber.email):
+        session.add(Suppression(email_hash=email_hash(subscriber.email), reason="erased",
+                                created_at=now))
+    subscriber.version += 1
+    event = record_event(session, subscriber, type="subscriber.erased", action="erased",
+                         source=context.source, actor=context.actor,
+                         token_id=context.token_id, campaign=context.campaign)
+    final = {**snapshot(subscriber), "email": None, "unsubscribed_all": True, "topics": {},
+             "updated_at": now.isoformat().replace("+00:00", "Z")}
+    emails = {subscriber.email.lower()} if subscriber.email else set()
+    history = session.scalars(
+        select(Event).where(Event.subscriber_id == subscriber.id)
+    ).all()
+    for past in history:
+        if past.action in ("created", "email"):
+            for value in ((past.before or {}).get("value"), (past.after or {}).get("value")):
+                if isinstance(value, str):
+                    emails.add(value.lower())
+    subscriber.email = None
+    subscriber.external_id = None
+    subscriber.erased_at = now
+    subscriber.unsubscribed_all = True
+    subscriber.link_epoch += 1
+    subscriber.updated_at = now
+    subscriber.subscriptions.clear()
+    session.flush()
+    seal(session, subscriber, [event], final)
+    for past in history:
+        if past is event:
+            continue
+        past.before = _scrubbed(past.before, emails)
+        past.after = _scrubbed(past.after, emails)
+        past.payload = _scrubbed(past.payload, emails)
+    session.flush()
+    return event

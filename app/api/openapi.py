@@ -1,0 +1,364 @@
+"""``GET /api/v1/openapi.json``: the OpenAPI 3.1 document of every /api/v1 path."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify
+
+from app.api.views import bp
+from app.topics.models import FREQUENCIES, KINDS
+
+STRING_OR_NULL = {"type": ["string", "null"]}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str, description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _problem(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+
+
+def _problems(*statuses: int) -> dict:
+    texts = {
+        400: "Malformed request (bad JSON, bad query parameter)",
+        401: "Missing, wrong or revoked API key",
+        404: "Not found",
+        409: "Conflict with the stored state",
+        413: "Body or batch too large",
+        415: "Body is not application/json",
+        422: "Well-formed JSON that breaks a rule; `errors` points at the member",
+        429: "Rate limited; see Retry-After",
+    }
+    return {str(s): _problem(texts[s]) for s in (401, 429, *statuses)}
+
+
+SCHEMAS = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "required": ["pointer", "detail"],
+                "properties": {"pointer": {"type": "string", "description": "JSON pointer"},
+                               "detail": {"type": "string"}}}},
+            "conflicting_external_id": STRING_OR_NULL,
+        },
+    },
+    "TopicState": {
+        "type": "object",
+        "required": ["subscribed", "frequency"],
+        "additionalProperties": False,
+        "properties": {"subscribed": {"type": "boolean"},
+                       "frequency": {"enum": list(FREQUENCIES)}},
+    },
+    "Subscriber": {
+        "type": "object",
+        "required": ["external_id", "email", "locale", "role", "unsubscribed_all", "topics",
+                     "version", "updated_at"],
+        "additionalProperties": False,
+        "properties": {
+            "external_id": {"type": "string"},
+            "email": {"type": "string"},
+            "locale": {"type": "string"},
+            "role": STRING_OR_NULL,
+            "unsubscribed_all": {"type": "boolean"},
+            "topics": {"type": "object", "additionalProperties": _ref("TopicState")},
+            "version": {"type": "integer", "minimum": 1,
+                        "description": "Bumped once per change; drop older versions."},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "TopicChoice": {
+        "type": "object",
+        "required": ["subscribed"],
+        "additionalProperties": False,
+        "properties": {"subscribed": {"type": "boolean"},
+                       "frequency": {"enum": list(FREQUENCIES),
+                                     "description": "one the topic offers"}},
+    },
+    "SubscriberInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "email is required when creating. A suppressed (erased) address "
+                       "always stays unsubscribed_all.",
+        "properties": {
+            "email": {"type": "string", "format": "email"},
+            "locale": {"type": "string"},
+            "role": {"type": "string", "description": "default: the configured default role"},
+            "topics": {"type": "object", "additionalProperties": _ref("TopicChoice")},
+            "unsubscribed_all": {"type": "boolean",
+                                 "description": "extension: push a master unsubscribe"},
+        },
+    },
+    "LinkRequest": {
+        "type": "object",
+        "required": ["external_id"],
+        "additionalProperties": False,
+        "properties": {
+            "external_id": {"type": "string"},
+            "topic": {"type": "string", "description": "a marketing topic slug"},
+            "campaign": {"type": "string", "maxLength": 100},
+            "locale": {"type": "string"},
+        },
+    },
+    "LinkBatchRequest": {
+        "type": "object",
+        "required": ["items"],
+        "additionalProperties": False,
+        "properties": {"items": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                 "items": _ref("LinkRequest")}},
+    },
+    "Links": {
+        "type": "object",
+        "required": ["preferences_url", "unsubscribe_url", "headers"],
+        "properties": {
+            "external_id": {"type": "string"},
+            "preferences_url": {"type": "string", "format": "uri"},
+            "unsubscribe_url": {"type": "string", "format": "uri"},
+            "headers": {
+                "type": "object",
+                "required": ["List-Unsubscribe", "List-Unsubscribe-Post"],
+                "additionalProperties": False,
+                "properties": {
+                    "List-Unsubscribe": {"type": "string", "pattern": "^<https?://[^>]+>$"},
+                    "List-Unsubscribe-Post": {"const": "List-Unsubscribe=One-Click"},
+                },
+            },
+        },
+    },
+    "LinkItemError": {
+        "type": "object",
+        "required": ["external_id", "error"],
+        "additionalProperties": False,
+        "properties": {
+            "external_id": {"type": "string"},
+            "error": {"type": "object", "required": ["status", "detail"],
+                      "properties": {"status": {"type": "integer"},
+                                     "detail": {"type": "string"}}},
+        },
+    },
+    "LinkBatch": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": {"oneOf": [
+            {"allOf": [_ref("Links"), {"required": ["external_id"]}]},
+            _ref("LinkItemError"),
+        ]}}},
+    },
+    "Topic": {
+        "type": "object",
+        "required": ["slug", "kind", "frequencies", "names", "archived"],
+        "properties": {
+            "slug": {"type": "string"},
+            "kind": {"enum": list(KINDS)},
+            "frequencies": {"type": "array", "items": {"enum": list(FREQUENCIES)}},
+            "default_frequency": {"enum": list(FREQUENCIES)},
+            "names": {"type": "object", "additionalProperties": {"type": "string"}},
+            "archived": {"type": "boolean"},
+        },
+    },
+    "TopicList": {"type": "object", "required": ["topics"],
+                  "properties": {"topics": {"type": "array", "items": _ref("Topic")}}},
+    "Role": {
+        "type": "object",
+        "required": ["slug", "names", "topics"],
+        "properties": {
+            "slug": {"type": "string"},
+            "names": {"type": "object", "additionalProperties": {"type": "string"}},
+            "topics": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "RoleList": {"type": "object", "required": ["roles"],
+                 "properties": {"roles": {"type": "array", "items": _ref("Role")}}},
+    "Recipient": {
+        "type": "object",
+        "description": "One line of the NDJSON export.",
+        "required": ["external_id", "email", "locale", "frequency"],
+        "additionalProperties": False,
+        "properties": {"external_id": STRING_OR_NULL, "email": {"type": "string"},
+                       "locale": {"type": "string"}, "frequency": {"enum": list(FREQUENCIES)}},
+    },
+    "Event": {
+        "type": "object",
+        "required": ["id", "type", "action", "topic", "before", "after", "source", "campaign",
+                     "version", "created_at", "subscriber"],
+        "properties": {
+            "id": {"type": "integer"},
+            "type": {"type": "string"},
+            "action": {"type": "string"},
+            "topic": STRING_OR_NULL,
+            "before": {}, "after": {},
+            "source": {"type": "string"},
+            "campaign": STRING_OR_NULL,
+            "version": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "subscriber": {"type": ["string", "null"],
+                           "description": "the subscriber's external_id"},
+        },
+    },
+    "EventPage": {
+        "type": "object",
+        "required": ["events", "next_cursor"],
+        "properties": {
+            "events": {"type": "array", "items": _ref("Event")},
+            "next_cursor": {"type": "string",
+                            "description": "pass as ?after= to read on; opaque"},
+            "has_more": {"type": "boolean"},
+        },
+    },
+    "WebhookEndpointInput": {
+        "type": "object",
+        "required": ["url"],
+        "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "events": {"type": "array", "items": {"type": "string"},
+                       "description": "event types; all when absent"},
+        },
+    },
+    "WebhookEndpointCreated": {
+        "type": "object",
+        "required": ["id", "secret"],
+        "properties": {"id": {"type": "string"},
+                       "secret": {"type": "string", "pattern": "^whsec_",
+                                  "description": "shown once; verifies signatures"}},
+    },
+}
+
+EXTERNAL_ID = {"name": "external_id", "in": "path", "required": True,
+               "description": "the CRM's id of the subscriber",
+               "schema": {"type": "string", "maxLength": 255}}
+
+
+def _json_body(name: str) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+PATHS = {
+    "/api/v1/subscribers/{external_id}": {
+        "parameters": [EXTERNAL_ID],
+        "put": {
+            "operationId": "upsertSubscriber",
+            "summary": "Create or update a subscriber",
+            "requestBody": _json_body("SubscriberInput"),
+            "responses": {"200": _json("Subscriber", "Updated (or unchanged)"),
+                          "201": _json("Subscriber", "Created"),
+                          **_problems(400, 409, 413, 415, 422)},
+        },
+        "get": {
+            "operationId": "getSubscriber",
+            "summary": "Read a subscriber",
+            "responses": {"200": _json("Subscriber", "The subscriber"), **_problems(404)},
+        },
+        "delete": {
+            "operationId": "eraseSubscriber",
+            "summary": "Erase personal data; the address stays suppressed",
+            "responses": {"204": {"description": "Erased"}, **_problems(404)},
+        },
+    },
+    "/api/v1/links": {
+        "post": {
+            "operationId": "mintLinks",
+            "summary": "Signed links and List-Unsubscribe headers, one or a batch",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "oneOf": [_ref("LinkRequest"), _ref("LinkBatchRequest")]}}}},
+            "responses": {
+                "200": {"description": "Links (a batch answers per item)",
+                        "content": {"application/json": {"schema": {
+                            "oneOf": [_ref("Links"), _ref("LinkBatch")]}}}},
+                **_problems(400, 404, 413, 415, 422),
+            },
+        },
+    },
+    "/api/v1/topics": {
+        "get": {"operationId": "listTopics", "summary": "Every topic",
+                "responses": {"200": _json("TopicList", "Topics"), **_problems()}},
+    },
+    "/api/v1/roles": {
+        "get": {"operationId": "listRoles", "summary": "Every role and its topics",
+                "responses": {"200": _json("RoleList", "Roles"), **_problems()}},
+    },
+    "/api/v1/topics/{slug}/recipients": {
+        "parameters": [{"name": "slug", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "get": {
+            "operationId": "exportRecipients",
+            "summary": "Who may be mailed this topic now, streamed as NDJSON",
+            "parameters": [{"name": "frequency", "in": "query", "required": False,
+                            "schema": {"enum": list(FREQUENCIES)}}],
+            "responses": {
+                "200": {"description": "One Recipient per line",
+                        "content": {"application/x-ndjson": {"schema": _ref("Recipient")}}},
+                **_problems(400, 404),
+            },
+        },
+    },
+    "/api/v1/events": {
+        "get": {
+            "operationId": "listEvents",
+            "summary": "The change feed, oldest first",
+            "parameters": [
+                {"name": "after", "in": "query", "required": False,
+                 "schema": {"type": "string"}, "description": "a next_cursor"},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+            ],
+            "responses": {"200": _json("EventPage", "A page of events"), **_problems(400)},
+        },
+    },
+    "/api/v1/webhook-endpoints": {
+        "post": {
+            "operationId": "createWebhookEndpoint",
+            "summary": "Register a webhook endpoint; its secret is shown once",
+            "requestBody": _json_body("WebhookEndpointInput"),
+            "responses": {"201": _json("WebhookEndpointCreated", "Registered"),
+                          **_problems(400, 415, 422)},
+        },
+    },
+    "/api/v1/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.1",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object"}}}}},
+        },
+    },
+}
+
+
+def document(base_url: str) -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Prefcenter API",
+            "version": "1",
+            "description": "Subscribers, signed links, topics, recipient exports and the "
+                           "change feed. Errors are RFC 9457 problem details.",
+        },
+        "servers": [{"url": base_url}],
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API key from `prefcenter api-keys create NAME`."}},
+            "schemas": SCHEMAS,
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    return jsonify(document(current_app.config["BASE_URL"]))

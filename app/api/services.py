@@ -1,0 +1,468 @@
+"""The rules behind /api/v1: validate integrator input, upsert, mint, list, export.
+
+Plain functions over a session; they never read the request. Invalid input
+raises :class:`ApiProblem`, which the blueprint answers as an RFC 9457 problem.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.events.models import Event
+from app.links.services import links_for
+from app.subscribers.models import Subscriber, Subscription, Suppression
+from app.subscribers.services import (
+    Context,
+    InvalidEmail,
+    TopicChoice,
+    by_external_id,
+    change,
+    create_subscriber,
+    email_hash,
+    is_suppressed,
+    marketing_topics,
+    normalise_email,
+)
+from app.topics.models import FREQUENCIES, Role, Topic
+
+MAX_LINK_ITEMS = 1000
+MAX_CAMPAIGN_BYTES = 100
+MAX_EXTERNAL_ID = 255
+RECIPIENTS_BATCH = 5000
+EVENTS_DEFAULT_LIMIT = 100
+EVENTS_MAX_LIMIT = 1000
+
+
+class ApiProblem(Exception):
+    """An answer other than success, as an RFC 9457 problem."""
+
+    def __init__(self, status: int, title: str, detail: str, **extra):
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+
+def invalid(pointer: str, detail: str) -> ApiProblem:
+    """422 naming the offending member by JSON pointer."""
+    return ApiProblem(422, "Unprocessable Content", detail,
+                      errors=[{"pointer": pointer, "detail": detail}])
+
+
+def pointer_token(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _type_name(value) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
+
+
+def _expect(value, kind, pointer: str, what: str):
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise invalid(pointer, f"{pointer[1:] or 'body'} must be {what}, not {_type_name(value)}.")
+    return value
+
+
+def _no_unknown(body: dict, allowed: set[str], prefix: str = "") -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        name = unknown[0]
+        raise invalid(f"{prefix}/{pointer_token(name)}",
+                      f"Unknown member {name!r}; allowed: {', '.join(sorted(allowed))}.")
+
+
+# --- subscribers -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberInput:
+    email: str | None = None
+    locale: str | None = None
+    role: str | None = None
+    topics: dict[str, TopicChoice] = field(default_factory=dict)
+    unsubscribed_all: bool | None = None
+
+
+def check_external_id(external_id: str) -> str:
+    if not external_id.strip() or len(external_id) > MAX_EXTERNAL_ID:
+        raise ApiProblem(400, "Bad Request",
+                         f"external_id must be 1 to {MAX_EXTERNAL_ID} characters.")
+    return external_id
+
+
+def parse_subscriber(body: dict, *, locales: list[str]) -> SubscriberInput:
+    """The PUT body as a :class:`SubscriberInput`; 422 naming the first bad member."""
+    _no_unknown(body, {"email", "locale", "role", "topics", "unsubscribed_all"})
+    email = body.get("email")
+    if email is not None:
+        _expect(email, str, "/email", "a string")
+    locale = body.get("locale")
+    if locale is not None:
+        _expect(locale, str, "/locale", "a string")
+        if locale not in locales:
+            raise invalid("/locale",
+                          f"Unknown locale {locale!r}; supported: {', '.join(locales)}.")
+    role = body.get("role")
+    if role is not None:
+        _expect(role, str, "/role", "a string")
+    unsubscribed_all = body.get("unsubscribed_all")
+    if unsubscribed_all is not None:
+        _expect(unsubscribed_all, bool, "/unsubscribed_all", "a boolean")
+    topics: dict[str, TopicChoice] = {}
+    raw_topics = body.get("topics")
+    if raw_topics is not None:
+        _expect(raw_topics, dict, "/topics", "an object of {slug: {subscribed, frequency?}}")
+        for slug, choice in raw_topics.items():
+            where = f"/topics/{pointer_token(slug)}"
+            _expect(choice, dict, where, "an object {subscribed, frequency?}")
+            _no_unknown(choice, {"subscribed", "frequency"}, where)
+            if "subscribed" not in choice:
+                raise invalid(f"{where}/subscribed", f"topics.{slug}.subscribed is required.")
+            subscribed = _expect(choice["subscribed"], bool, f"{where}/subscribed", "a boolean")
+            frequency = choice.get("frequency")
+            if frequency is not None:
+                _expect(frequency, str, f"{where}/frequency", "a string")
+            topics[slug] = TopicChoice(subscribed=subscribed, frequency=frequency)
+    return SubscriberInput(email=email, locale=locale, role=role, topics=topics,
+                           unsubscribed_all=unsubscribed_all)
+
+
+def _check_topics(choices: dict[str, TopicChoice], allowed: dict[str, Topic]) -> None:
+    for slug, choice in choices.items():
+        topic = allowed.get(slug)
+        where = f"/topics/{pointer_token(slug)}"
+        if topic is None:
+            raise invalid(where, f"Unknown topic {slug!r}; marketing topics: "
+                                 f"{', '.join(sorted(allowed)) or 'none'}.")
+        if choice.frequency is not None and (
+            choice.frequency not in FREQUENCIES or choice.frequency not in topic.frequencies
+        ):
+            raise invalid(f"{where}/frequency",
+                          f"Unknown frequency {choice.frequency!r} for topic {slug!r}; "
+                          f"it offers: {', '.join(topic.frequencies)}.")
+
+
+def _role(session: Session, slug: str) -> Role:
+    role = session.scalar(select(Role).where(Role.slug == slug))
+    if role is None:
+        known = session.scalars(select(Role.slug).order_by(Role.position)).all()
+        raise invalid("/role", f"Unknown role {slug!r}; roles: {', '.join(known) or 'none'}.")
+    return role
+
+
+def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput, *,
+                      context: Context, default_role: str | None, default_locale: str,
+                      ) -> tuple[Subscriber, bool, list[Event]]:
+    """Create or update the subscriber ``external_id``: ``(subscriber, created, events)``.
+
+    Everything is validated before anything changes; an update that changes
+    nothing writes no event.
+    """
+    subscriber = by_external_id(session, external_id, for_update=True)
+    email = None
+    if data.email is not None:
+        try:
+            email = normalise_email(data.email)
+        except InvalidEmail as exc:
+            raise invalid("/email", f"email is not a valid address: {exc}") from exc
+    role = _role(session, data.role) if data.role is not None else None
+    allowed = marketing_topics(session)
+    _check_topics(data.topics, allowed)
+    if email is not None:
+        other = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        if other is not None and other is not subscriber:
+            raise ApiProblem(409, "Conflict",
+                             f"The address {email} already belongs to the subscriber "
+                             f"with external_id {other.external_id!r}.",
+                             conflicting_external_id=other.external_id)
+    address = email or (subscriber.email if subscriber is not None else None)
+    suppressed = address is not None and is_suppressed(session, address)
+    if suppressed and data.unsubscribed_all is False:
+        raise ApiProblem(409, "Conflict",
+                         "This address was erased and is suppressed: it stays unsubscribed "
+                         "from all marketing and cannot be resubscribed through the API.")
+    unsubscribed_all = True if suppressed else data.unsubscribed_all
+    if subscriber is None:
+        if email is None:
+            raise invalid("/email", "email is required to create a subscriber.")
+        if role is None and default_role:
+            role = session.scalar(select(Role).where(Role.slug == default_role))
+        try:
+            with session.begin_nested():
+                subscriber, events = create_subscriber(
+                    session, email=email, external_id=external_id,
+                    locale=data.locale or default_locale, role=role, context=context)
+        except IntegrityError as exc:
+            # Another request created it (or took the address) between our read and write.
+            raise ApiProblem(409, "Conflict",
+                             "A concurrent request created this subscriber or took this "
+                             "address; retry the request.") from exc
+        events += change(session, subscriber, context=context, topics=data.topics,
+                         allowed=allowed, unsubscribed_all=unsubscribed_all)
+        return subscriber, True, events
+    events = change(session, subscriber, context=context, topics=data.topics, allowed=allowed,
+                    unsubscribed_all=unsubscribed_all, locale=data.locale, role=role,
+                    email=email)
+    return subscriber, False, events
+
+
+# --- links -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRequest:
+    external_id: str
+    topic: str | None = None
+    campaign: str | None = None
+    locale: str | None = None
+
+
+def parse_link_request(item, pointer: str, *, locales: list[str]) -> LinkRequest:
+    _expect(item, dict, pointer or "/", "an object {external_id, topic?, campaign?, locale?}")
+    _no_unknown(item, {"external_id", "topic", "campaign", "locale"}, pointer)
+    if "external_id" not in item:
+        raise invalid(f"{pointer}/external_id", "external_id is required.")
+    external_id = _expect(item["external_id"], str, f"{pointer}/external_id", "a string")
+    values = {}
+    for name in ("topic", "campaign", "locale"):
+        value = item.get(name)
+        if value is not None:
+            _expect(value, str, f"{pointer}/{name}", "a string")
+        values[name] = value or None
+    if values["campaign"] and len(values["campaign"].encode("utf-8")) > MAX_CAMPAIGN_BYTES:
+        raise invalid(f"{pointer}/campaign",
+                      f"campaign must be at most {MAX_CAMPAIGN_BYTES} bytes (UTF-8) so that "
+                      "links stay short.")
+    if values["locale"] and values["locale"] not in locales:
+        raise invalid(f"{pointer}/locale",
+                      f"Unknown locale {values['locale']!r}; supported: {', '.join(locales)}.")
+    return LinkRequest(external_id, values["topic"], values["campaign"], values["locale"])
+
+
+def parse_link_body(body: dict, *, locales: list[str]) -> tuple[list[LinkRequest], bool]:
+    """``(requests, bulk)`` from ``{external_id, ...}`` or ``{items: [...]}``."""
+    if "items" not in body:
+        return [parse_link_request(body, "", locales=locales)], False
+    _no_unknown(body, {"items"})
+    items = _expect(body["items"], list, "/items", "an array")
+    if not items:
+        raise invalid("/items", "items must hold at least one link request.")
+    if len(items) > MAX_LINK_ITEMS:
+        raise ApiProblem(413, "Content Too Large",
+                         f"At most {MAX_LINK_ITEMS} items per request; got {len(items)}. "
+                         "Split the batch, or use `prefcenter links mint` for whole sends.")
+    return [parse_link_request(item, f"/items/{i}", locales=locales)
+            for i, item in enumerate(items)], True
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTarget:
+    """What minting needs of a subscriber: its public id and link epoch."""
+
+    public_id: str
+    link_epoch: int
+
+
+def link_targets(session: Session, external_ids: list[str]) -> dict[str, LinkTarget]:
+    """Public id and epoch of each known, unerased external id, in one query."""
+    wanted = sorted(set(external_ids))
+    rows = session.execute(
+        select(Subscriber.external_id, Subscriber.public_id, Subscriber.link_epoch)
+        .where(Subscriber.external_id.in_(wanted), Subscriber.erased_at.is_(None))
+    ).all() if wanted else []
+    return {row.external_id: LinkTarget(row.public_id, row.link_epoch) for row in rows}
+
+
+def link_topics(session: Session) -> tuple[set[str], set[str]]:
+    """``(marketing slugs that can carry links, every known slug)``."""
+    rows = session.execute(select(Topic.slug, Topic.kind, Topic.archived)).all()
+    usable = {r.slug for r in rows if r.kind == "marketing" and not r.archived}
+    return usable, {r.slug for r in rows}
+
+
+def link_error(req: LinkRequest, targets: dict[str, LinkTarget],
+               topics: tuple[set[str], set[str]]) -> tuple[int, str] | None:
+    usable, known = topics
+    if req.external_id not in targets:
+        return 404, f"No subscriber with external_id {req.external_id!r}."
+    if req.topic is not None and req.topic not in usable:
+        if req.topic in known:
+            return 422, (f"Topic {req.topic!r} is transactional or archived: "
+                         "it has no unsubscribe link.")
+        return 422, f"Unknown topic {req.topic!r}."
+    return None
+
+
+def mint_links(session: Session, app, requests: list[LinkRequest]) -> list[dict]:
+    """Links for each request, or ``{"error": {...}}`` for the ones that cannot have any."""
+    targets = link_targets(session, [r.external_id for r in requests])
+    topics = link_topics(session)
+    results = []
+    for req in requests:
+        error = link_error(req, targets, topics)
+        if error is not None:
+            status, detail = error
+            results.append({"external_id": req.external_id,
+                            "error": {"status": status, "detail": detail}})
+            continue
+        links = links_for(app, targets[req.external_id], topic=req.topic,
+                          campaign=req.campaign, locale=req.locale)
+        results.append({"external_id": req.external_id, **links})
+    return results
+
+
+# --- catalogue -------------------------------------------------------------------
+
+
+def list_topics(session: Session) -> list[dict]:
+    topics = session.scalars(select(Topic).order_by(Topic.position, Topic.slug)).all()
+    return [{
+        "slug": t.slug,
+        "kind": t.kind,
+        "frequencies": list(t.frequencies),
+        "default_frequency": t.default_frequency,
+        "names": {tr.locale: tr.name for tr in sorted(t.translations, key=lambda x: x.locale)},
+        "archived": t.archived,
+    } for t in topics]
+
+
+def list_roles(session: Session) -> list[dict]:
+    roles = session.scalars(select(Role).order_by(Role.position, Role.slug)).all()
+    return [{
+        "slug": r.slug,
+        "names": {tr.locale: tr.name for tr in sorted(r.translations, key=lambda x: x.locale)},
+        "topics": [rt.topic.slug for rt in r.role_topics],
+    } for r in roles]
+
+
+# --- recipients ------------------------------------------------------------------
+
+
+def recipients_topic(session: Session, slug: str, frequency: str | None) -> Topic:
+    """The topic to export, or a problem (404 unknown, 400 bad frequency or kind)."""
+    topic = session.scalar(select(Topic).where(Topic.slug == slug))
+    if topic is None:
+        raise ApiProblem(404, "Not Found", f"No topic {slug!r}.")
+    if topic.kind != "marketing":
+        raise ApiProblem(400, "Bad Request",
+                         f"Topic {slug!r} is transactional: it goes to every subscriber "
+                         "regardless of preferences, so it has no recipient list.")
+    if frequency is not None and frequency not in FREQUENCIES:
+        raise ApiProblem(400, "Bad Request",
+                         f"Unknown frequency {frequency!r}; one of: {', '.join(FREQUENCIES)}.")
+    return topic
+
+
+def recipient_lines(session: Session, topic_id: int, frequency: str | None, *,
+                    batch: int = RECIPIENTS_BATCH) -> Iterator[str]:
+    """NDJSON chunks (one per batch) of who may be mailed ``topic_id`` now.
+
+    Keyset pagination over the subscriber id: each batch is one bounded query,
+    so memory stays constant whatever the list's size; the read transaction is
+    ended between batches so a long export holds no snapshot.
+    """
+    after = 0
+    while True:
+        query = (
+            select(Subscriber.id, Subscriber.external_id, Subscriber.email, Subscriber.locale,
+                   Subscription.frequency)
+            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+            .where(Subscription.topic_id == topic_id, Subscription.subscribed.is_(True),
+                   Subscriber.unsubscribed_all.is_(False), Subscriber.erased_at.is_(None),
+                   Subscriber.email.is_not(None), Subscriber.id > after)
+            .order_by(Subscriber.id)
+            .limit(batch)
+        )
+        if frequency is not None:
+            query = query.where(Subscription.frequency == frequency)
+        rows = session.execute(query).all()
+        if not rows:
+            session.rollback()
+            return
+        hashes = {email_hash(r.email): r.id for r in rows}
+        suppressed = {hashes[h] for h in session.scalars(
+            select(Suppression.email_hash).where(Suppression.email_hash.in_(list(hashes)))
+        )}
+        session.rollback()
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        yield "".join(
+            dumps({"external_id": r.external_id, "email": r.email, "locale": r.locale,
+                   "frequency": r.frequency}) + "\n"
+            for r in rows if r.id not in suppressed
+        )
+        if len(rows) < batch:
+            return
+        after = rows[-1].id
+
+
+# --- events feed -----------------------------------------------------------------
+
+
+def parse_cursor(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        raise ApiProblem(400, "Bad Request",
+                         f"Bad cursor {raw!r}: pass the next_cursor of an earlier answer.")
+    return int(raw)
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return EVENTS_DEFAULT_LIMIT
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= EVENTS_MAX_LIMIT:
+        raise ApiProblem(400, "Bad Request",
+                         f"limit must be an integer from 1 to {EVENTS_MAX_LIMIT}; got {raw!r}.")
+    return int(raw)
+
+
+def event_view(event: Event, external_id: str | None) -> dict:
+    if external_id is None:
+        # Erased subscribers: the erasure event still names the CRM's id.
+        external_id = ((event.payload or {}).get("subscriber") or {}).get("external_id")
+    return {
+        "id": event.id,
+        "type": event.type,
+        "action": event.action,
+        "topic": event.topic,
+        "before": (event.before or {}).get("value"),
+        "after": (event.after or {}).get("value"),
+        "source": event.source,
+        "campaign": event.campaign,
+        "version": event.version,
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "subscriber": external_id,
+    }
+
+
+def events_page(session: Session, after: int, limit: int) -> dict:
+    """Events with id above ``after``, oldest first; ``next_cursor`` resumes after them."""
+    rows = session.execute(
+        select(Event, Subscriber.external_id)
+        .outerjoin(Subscriber, Subscriber.id == Event.subscriber_id)
+        .where(Event.id > after)
+        .order_by(Event.id)
+        .limit(limit + 1)
+    ).all()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    events = [event_view(event, external_id) for event, external_id in rows]
+    return {
+        "events": events,
+        "next_cursor": str(events[-1]["id"] if events else after),
+        "has_more": has_more,
+    }
