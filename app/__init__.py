@@ -45,6 +45,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(preferences_bp, url_prefix="/p")
     app.register_blueprint(unsubscribe_bp, url_prefix="/u")
+    from app.webhooks.api import bp as webhooks_api_bp
+
+    app.register_blueprint(webhooks_api_bp, url_prefix="/api/v1")
     from app.api.views import bp as api_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")

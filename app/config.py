@@ -57,6 +57,11 @@ def from_environ(environ=None) -> dict:
             for s in _list(env.get("PREFCENTER_WEBHOOK_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE))
         ],
         "WEBHOOK_TIMEOUT": float(env.get("PREFCENTER_WEBHOOK_TIMEOUT", "10")),
+        "WEBHOOK_DISABLE_AFTER": _int(env, "PREFCENTER_WEBHOOK_DISABLE_AFTER", 5 * DAY),
+        "WEBHOOK_SECRET_OVERLAP": _int(env, "PREFCENTER_WEBHOOK_SECRET_OVERLAP", DAY),
+        "WEBHOOK_LEASE": _int(env, "PREFCENTER_WEBHOOK_LEASE", 300),
+        "WEBHOOK_CONCURRENCY": _int(env, "PREFCENTER_WEBHOOK_CONCURRENCY", 16),
+        "WEBHOOK_POLL_INTERVAL": float(env.get("PREFCENTER_WEBHOOK_POLL_INTERVAL", "1")),
         "SMTP_HOST": env.get("PREFCENTER_SMTP_HOST", "127.0.0.1"),
         "SMTP_PORT": _int(env, "PREFCENTER_SMTP_PORT", 25),
         "MAIL_FROM": env.get("PREFCENTER_MAIL_FROM", "preferences@example.com"),

@@ -1,0 +1,102 @@
+"""``prefcenter webhooks``: register endpoints, list them, run the delivery worker."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from app.db import get_db, write_session
+from app.webhooks.services import (
+    WebhookError,
+    WebhookSettings,
+    create_endpoint,
+    list_deliveries,
+    list_endpoints,
+)
+from app.webhooks.worker import Worker
+
+
+@click.group("webhooks")
+def webhooks_group() -> None:
+    """Webhook endpoints (CRM sync) and the delivery worker."""
+
+
+@webhooks_group.command("add")
+@click.argument("url")
+@click.option("--events", default="", metavar="TYPE,TYPE",
+              help="Comma-separated event types to send (default: all).")
+@click.option("--description", default="", help="A note for operators.")
+@with_appcontext
+def add(url: str, events: str, description: str) -> None:
+    """Register an endpoint at URL; print its id and its signing secret."""
+    session = write_session(get_db())
+    try:
+        try:
+            endpoint, secret = create_endpoint(session, url, events=events or None,
+                                               description=description)
+        except WebhookError as exc:
+            raise click.UsageError(str(exc)) from exc
+        session.commit()
+    finally:
+        session.close()
+    click.echo(f"id: {endpoint.id}")
+    click.echo(f"secret: {secret}")
+    click.echo("Keep the secret: the receiver verifies signatures with it "
+               "(Standard Webhooks).", err=True)
+
+
+@webhooks_group.command("list")
+@with_appcontext
+def list_command() -> None:
+    """Every endpoint: id, state, pending and dead deliveries, URL, event types."""
+    session = get_db().sessionmaker()
+    try:
+        endpoints = list_endpoints(session)
+        if not endpoints:
+            click.echo("no webhook endpoints")
+        for endpoint in endpoints:
+            pending = len(list_deliveries(session, endpoint_id=endpoint.id, status="pending",
+                                          limit=1000))
+            dead = len(list_deliveries(session, endpoint_id=endpoint.id, status="dead",
+                                       limit=1000))
+            state = "enabled" if endpoint.enabled else "disabled"
+            types = ",".join(endpoint.event_types or []) or "all events"
+            click.echo(f"{endpoint.id}\t{state}\tpending={pending}\tdead={dead}\t"
+                       f"{endpoint.url}\t{types}")
+            if endpoint.disabled_reason:
+                click.echo(f"  disabled: {endpoint.disabled_reason}")
+    finally:
+        session.close()
+
+
+@webhooks_group.command("work")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--concurrency", type=int, default=None,
+              help="Parallel deliveries (default: PREFCENTER_WEBHOOK_CONCURRENCY).")
+@with_appcontext
+def work(once: bool, concurrency: int | None) -> None:
+    """Deliver due webhooks until SIGTERM/SIGINT (or, with --once, until drained).
+
+    On SIGTERM or SIGINT the worker finishes the deliveries under way, records
+    them, hands the rest of its claims back and exits 0.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = WebhookSettings.from_config(current_app.config)
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        logging.getLogger(__name__).info("signal %s: finishing deliveries under way", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with Worker(get_db(), settings, concurrency=concurrency) as worker:
+        click.echo(f"webhook worker {worker.worker_id} started", err=True)
+        stats = worker.run(stop, once=once)
+    click.echo(f"delivered={stats.delivered} failed={stats.failed} dead={stats.dead} "
+               f"released={stats.released}")
