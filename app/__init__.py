@@ -51,3 +51,6 @@ def register_blueprints(app: Flask) -> None:
     from app.api.views import bp as api_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    from app.admin.views import bp as admin_bp
+
+    app.register_blueprint(admin_bp, url_prefix="/admin")

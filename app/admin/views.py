@@ -1,0 +1,515 @@
+"""The admin pages under /admin: login, catalogue, subscribers, webhooks, audit log.
+
+Every view but ``login`` requires an admin session; every POST carries a CSRF
+token (global CSRFProtect). Views parse, call a service, commit once, render.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from wtforms import SelectChoice
+
+from app.admin import services
+from app.admin.auth import (
+    authenticate,
+    current_admin,
+    log_in,
+    log_out,
+    require_admin,
+    safe_next,
+)
+from app.admin.forms import (
+    KIND_LABELS,
+    ActionForm,
+    AddRoleTopicForm,
+    LoginForm,
+    MoveForm,
+    SearchForm,
+    role_form,
+    topic_form,
+)
+from app.admin.services import AdminError, RoleTopicData, TopicData
+from app.db import get_session
+from app.i18n import is_rtl, language_name
+from app.limits import limiter, login_limit
+from app.preferences.forms import PreferencesForm
+from app.preferences.services import mask_email, page_rows, parse_form, transactional_names
+from app.preferences.views import FREQUENCY_LABELS
+from app.subscribers.models import Subscriber
+from app.subscribers.services import Context, PreferenceError, change, snapshot
+from app.topics.models import Role, Topic
+
+bp = Blueprint("admin", __name__)
+PER_PAGE = 50
+
+
+def _locales() -> list[str]:
+    return current_app.config["SUPPORTED_LOCALES"]
+
+
+def _default_locale() -> str:
+    return current_app.config["DEFAULT_LOCALE"]
+
+
+def _actor() -> str:
+    return current_admin().email
+
+
+def _page() -> int:
+    return max(request.args.get("page", 1, type=int) or 1, 1)
+
+
+def _field_error(form, exc: AdminError) -> None:
+    field = getattr(form, exc.field, None) if exc.field else None
+    if field is not None:
+        field.errors = [*field.errors, str(exc)]
+    else:
+        form.form_errors.append(str(exc))
+
+
+def _render(template: str, status: int = 200, **context):
+    context.setdefault("action_form", ActionForm())
+    context.setdefault("admin", current_admin())
+    return render_template(template, **context), status
+
+
+def _get_or_404(model, ident):
+    found = get_session().get(model, ident)
+    if found is None:
+        abort(404)
+    return found
+
+
+# Login -------------------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(login_limit, methods=["POST"])
+def login():
+    if request.method == "GET" and current_admin() is not None:
+        return redirect(url_for("admin.dashboard"))
+    form = LoginForm()
+    status = 200
+    error = None
+    if form.validate_on_submit():
+        session = get_session(write=True)
+        admin = authenticate(session, form.email.data, form.password.data)
+        if admin is not None:
+            session.commit()
+            log_in(admin)
+            return redirect(safe_next(request.args.get("next")), code=303)
+        session.rollback()
+        error = _("That email and password do not match an administrator.")
+        status = 401
+    elif request.method == "POST":
+        status = 422
+    return render_template("admin/login.html", form=form, error=error,
+                           expired=request.args.get("expired") == "1",
+                           next=request.args.get("next")), status
+
+
+@bp.post("/logout")
+@require_admin
+def logout():
+    log_out()
+    flash(_("You are logged out."))
+    return redirect(url_for("admin.login"), code=303)
+
+
+@bp.get("/")
+@require_admin
+def dashboard():
+    return _render("admin/dashboard.html", counts=services.dashboard_counts(get_session()))
+
+
+# Topics ------------------------------------------------------------------------------------
+
+
+@bp.get("/topics")
+@require_admin
+def topics():
+    return _topics_page()
+
+
+def _topics_page(status: int = 200, error: str | None = None):
+    session = get_session()
+    all_topics = services.ordered_topics(session)
+    return _render(
+        "admin/topics.html", status,
+        topics=all_topics,
+        missing={t.id: services.missing_locales(t.translations, _locales()) for t in all_topics},
+        in_use=services.topics_in_use(session),
+        move_form=MoveForm(),
+        kind_labels=KIND_LABELS,
+        frequency_labels=FREQUENCY_LABELS,
+        error=error,
+    )
+
+
+def _topic_data(form) -> TopicData:
+    return TopicData(
+        kind=form.kind.data,
+        frequencies=list(form.frequencies.data or []),
+        default_frequency=form.default_frequency.data,
+        names={loc: form[f"name_{loc}"].data or "" for loc in _locales()},
+        descriptions={loc: form[f"description_{loc}"].data or "" for loc in _locales()},
+    )
+
+
+@bp.route("/topics/new", methods=["GET", "POST"])
+@require_admin
+def topic_new():
+    form = topic_form(_locales())
+    status = 200
+    if form.validate_on_submit():
+        session = get_session(write=True)
+        try:
+            topic = services.create_topic(session, form.slug.data, _topic_data(form),
+                                          actor=_actor(), default_locale=_default_locale())
+        except AdminError as exc:
+            session.rollback()
+            _field_error(form, exc)
+            status = 422
+        else:
+            session.commit()
+            flash(_("Topic %(slug)s created.", slug=topic.slug))
+            return redirect(url_for("admin.topics"), code=303)
+    elif request.method == "POST":
+        status = 422
+    return _render("admin/topic_form.html", status, form=form, topic=None,
+                   locales=_locales())
+
+
+@bp.route("/topics/<int:topic_id>", methods=["GET", "POST"])
+@require_admin
+def topic_edit(topic_id: int):
+    topic = _get_or_404(Topic, topic_id)
+    texts = {t.locale: t for t in topic.translations}
+    data = {"slug": topic.slug, "kind": topic.kind, "frequencies": list(topic.frequencies),
+            "default_frequency": topic.default_frequency}
+    for loc in _locales():
+        data[f"name_{loc}"] = texts[loc].name if loc in texts else ""
+        data[f"description_{loc}"] = texts[loc].description if loc in texts else ""
+    form = topic_form(_locales(), data=data)
+    status = 200
+    if form.validate_on_submit():
+        session = get_session(write=True)
+        try:
+            services.update_topic(session, topic, _topic_data(form), actor=_actor(),
+                                  default_locale=_default_locale())
+        except AdminError as exc:
+            session.rollback()
+            _field_error(form, exc)
+            status = 422
+        else:
+            session.commit()
+            flash(_("Topic %(slug)s saved.", slug=topic.slug))
+            return redirect(url_for("admin.topics"), code=303)
+    elif request.method == "POST":
+        status = 422
+    form.slug.data = topic.slug  # read-only: whatever was posted, the slug stays
+    return _render("admin/topic_form.html", status, form=form, topic=topic, locales=_locales(),
+                   missing=services.missing_locales(topic.translations, _locales()))
+
+
+@bp.post("/topics/<int:topic_id>/move")
+@require_admin
+def topic_move(topic_id: int):
+    form = MoveForm()
+    if not form.validate():
+        abort(400)
+    session = get_session(write=True)
+    topic = _get_or_404(Topic, topic_id)
+    services.move_topic(session, topic, form.direction.data, actor=_actor())
+    session.commit()
+    return redirect(url_for("admin.topics", _anchor=f"topic-{topic.slug}"), code=303)
+
+
+@bp.post("/topics/<int:topic_id>/archive")
+@require_admin
+def topic_archive(topic_id: int):
+    return _set_archived(topic_id, True)
+
+
+@bp.post("/topics/<int:topic_id>/unarchive")
+@require_admin
+def topic_unarchive(topic_id: int):
+    return _set_archived(topic_id, False)
+
+
+def _set_archived(topic_id: int, archived: bool):
+    session = get_session(write=True)
+    topic = _get_or_404(Topic, topic_id)
+    services.set_archived(session, topic, archived, actor=_actor())
+    session.commit()
+    flash(_("Topic %(slug)s archived.", slug=topic.slug) if archived
+          else _("Topic %(slug)s restored.", slug=topic.slug))
+    return redirect(url_for("admin.topics"), code=303)
+
+
+@bp.post("/topics/<int:topic_id>/delete")
+@require_admin
+def topic_delete(topic_id: int):
+    session = get_session(write=True)
+    topic = _get_or_404(Topic, topic_id)
+    slug = topic.slug
+    try:
+        services.delete_topic(session, topic, actor=_actor())
+    except services.InUse:
+        session.rollback()
+        return _topics_page(409, _("Topic %(slug)s has subscribers or history, so it can only "
+                                   "be archived.", slug=slug))
+    session.commit()
+    flash(_("Topic %(slug)s deleted.", slug=slug))
+    return redirect(url_for("admin.topics"), code=303)
+
+
+# Roles -------------------------------------------------------------------------------------
+
+
+@bp.get("/roles")
+@require_admin
+def roles():
+    all_roles = services.ordered_roles(get_session())
+    return _render("admin/roles.html", roles=all_roles, missing={
+        r.id: services.missing_locales(r.translations, _locales()) for r in all_roles})
+
+
+@bp.route("/roles/new", methods=["GET", "POST"])
+@require_admin
+def role_new():
+    form = role_form(_locales())
+    status = 200
+    if form.validate_on_submit():
+        session = get_session(write=True)
+        try:
+            role = services.create_role(
+                session, form.slug.data, {loc: form[f"name_{loc}"].data for loc in _locales()},
+                actor=_actor(), default_locale=_default_locale())
+        except AdminError as exc:
+            session.rollback()
+            _field_error(form, exc)
+            status = 422
+        else:
+            session.commit()
+            flash(_("Role %(slug)s created.", slug=role.slug))
+            return redirect(url_for("admin.role_edit", role_id=role.id), code=303)
+    elif request.method == "POST":
+        status = 422
+    return _render("admin/role_new.html", status, form=form, locales=_locales())
+
+
+def _role_form(role: Role):
+    data = {"slug": role.slug}
+    names = {t.locale: t.name for t in role.translations}
+    for loc in _locales():
+        data[f"name_{loc}"] = names.get(loc, "")
+    for rt in role.role_topics:
+        data[f"default_{rt.id}"] = rt.default_subscribed
+        benefits = {t.locale: t.benefit for t in rt.translations}
+        for loc in _locales():
+            data[f"benefit_{rt.id}_{loc}"] = benefits.get(loc, "")
+    return role_form(_locales(), [rt.id for rt in role.role_topics], data=data)
+
+
+def _role_page(role: Role, form, status: int = 200, add_form=None):
+    session = get_session()
+    if add_form is None:
+        add_form = AddRoleTopicForm()
+    add_form.topic.choices = [
+        SelectChoice(t.id, f"{t.text(str(get_locale()), _default_locale())} ({t.slug})")
+        for t in services.addable_topics(session, role)
+    ]
+    form.slug.data = role.slug
+    return _render("admin/role_edit.html", status, role=role, form=form, add_form=add_form,
+                   move_form=MoveForm(), locales=_locales(), role_topics=role.role_topics,
+                   missing=services.missing_locales(role.translations, _locales()))
+
+
+@bp.route("/roles/<int:role_id>", methods=["GET", "POST"])
+@require_admin
+def role_edit(role_id: int):
+    role = _get_or_404(Role, role_id)
+    form = _role_form(role)
+    if request.method == "GET":
+        return _role_page(role, form)
+    if not form.validate():
+        return _role_page(role, form, 422)
+    session = get_session(write=True)
+    topics = {
+        rt.id: RoleTopicData(
+            default_subscribed=bool(form[f"default_{rt.id}"].data),
+            benefits={loc: form[f"benefit_{rt.id}_{loc}"].data for loc in _locales()})
+        for rt in role.role_topics
+    }
+    try:
+        services.update_role(session, role, {loc: form[f"name_{loc}"].data for loc in _locales()},
+                             topics, actor=_actor(), default_locale=_default_locale())
+    except AdminError as exc:
+        session.rollback()
+        _field_error(form, exc)
+        return _role_page(_get_or_404(Role, role_id), form, 422)
+    session.commit()
+    flash(_("Role %(slug)s saved.", slug=role.slug))
+    return redirect(url_for("admin.role_edit", role_id=role.id), code=303)
+
+
+@bp.post("/roles/<int:role_id>/topics")
+@require_admin
+def role_topic_add(role_id: int):
+    session = get_session(write=True)
+    role = _get_or_404(Role, role_id)
+    add_form = AddRoleTopicForm()
+    add_form.topic.choices = [SelectChoice(t.id, t.slug)
+                              for t in services.addable_topics(session, role)]
+    if not add_form.validate():
+        return _role_page(role, _role_form(role), 422, add_form)
+    topic = _get_or_404(Topic, add_form.topic.data)
+    try:
+        services.add_role_topic(session, role, topic, actor=_actor())
+    except AdminError as exc:
+        session.rollback()
+        _field_error(add_form, exc)
+        return _role_page(_get_or_404(Role, role_id), _role_form(role), 422, add_form)
+    session.commit()
+    flash(_("Topic %(slug)s added to the role.", slug=topic.slug))
+    return redirect(url_for("admin.role_edit", role_id=role.id), code=303)
+
+
+@bp.post("/roles/<int:role_id>/topics/<int:role_topic_id>/move")
+@require_admin
+def role_topic_move(role_id: int, role_topic_id: int):
+    form = MoveForm()
+    if not form.validate():
+        abort(400)
+    session = get_session(write=True)
+    role = _get_or_404(Role, role_id)
+    rt = services.role_topic(role, role_topic_id) or abort(404)
+    services.move_role_topic(session, role, rt, form.direction.data, actor=_actor())
+    session.commit()
+    return redirect(url_for("admin.role_edit", role_id=role.id, _anchor="order"), code=303)
+
+
+@bp.post("/roles/<int:role_id>/topics/<int:role_topic_id>/remove")
+@require_admin
+def role_topic_remove(role_id: int, role_topic_id: int):
+    session = get_session(write=True)
+    role = _get_or_404(Role, role_id)
+    rt = services.role_topic(role, role_topic_id) or abort(404)
+    services.remove_role_topic(session, role, rt, actor=_actor())
+    session.commit()
+    flash(_("Topic %(slug)s removed from the role.", slug=rt.topic.slug))
+    return redirect(url_for("admin.role_edit", role_id=role.id, _anchor="order"), code=303)
+
+
+@bp.get("/roles/<int:role_id>/preview")
+@require_admin
+def role_preview(role_id: int):
+    """The preference page as a subscriber of this role would see it; it cannot be sent."""
+    role = _get_or_404(Role, role_id)
+    locale = str(get_locale())
+    subscriber = services.preview_subscriber(role, locale)
+    return render_template(
+        "admin/preview.html",
+        preview=True,
+        role=role,
+        form=PreferencesForm(),
+        token=None,
+        rows=page_rows(subscriber, locale, _default_locale()),
+        masked_email=mask_email(subscriber.email),
+        unsubscribed_all=False,
+        transactional=transactional_names(get_session(), locale, _default_locale()),
+        frequency_labels=FREQUENCY_LABELS,
+        saved=None,
+        privacy_url=current_app.config["PRIVACY_URL"],
+    )
+
+
+# Subscribers -------------------------------------------------------------------------------
+
+
+@bp.get("/subscribers")
+@require_admin
+def subscribers():
+    form = SearchForm(request.args)
+    query = (form.q.data or "").strip() if form.validate() else ""
+    found = services.find_subscribers(get_session(), query) if query else []
+    return _render("admin/subscribers.html", form=form, query=query, found=found)
+
+
+def _subscriber_page(subscriber: Subscriber, status: int = 200, error: str | None = None):
+    session = get_session()
+    locale = str(get_locale())
+    events, total = services.history_page(session, subscriber, _page(), PER_PAGE)
+    topics = services.admin_topics_for(session, subscriber)
+    rows = []
+    for slug, topic in topics.items():
+        sub = subscriber.subscription(topic.id)
+        rows.append({
+            "slug": slug, "name": topic.text(locale, _default_locale()),
+            "subscribed": bool(sub and sub.subscribed),
+            "frequency": sub.frequency if sub else topic.default_frequency,
+            "frequencies": list(topic.frequencies),
+        })
+    return _render("admin/subscriber.html", status, subscriber=subscriber,
+                   snapshot=snapshot(subscriber), rows=rows, events=events, total=total,
+                   page=_page(), per_page=PER_PAGE, form=PreferencesForm(),
+                   frequency_labels=FREQUENCY_LABELS, error=error)
+
+
+@bp.get("/subscribers/<int:subscriber_id>")
+@require_admin
+def subscriber(subscriber_id: int):
+    return _subscriber_page(_get_or_404(Subscriber, subscriber_id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>")
+@require_admin
+def subscriber_change(subscriber_id: int):
+    session = get_session(write=True)
+    found = _get_or_404(Subscriber, subscriber_id)
+    if found.erased_at is not None:
+        return _subscriber_page(found, 409, _("This subscriber was erased."))
+    allowed = services.admin_topics_for(session, found)
+    try:
+        submission = parse_form(request.form, allowed)
+        events = change(session, found, context=Context(source="admin", actor=_actor()),
+                        topics=submission.topics, allowed=allowed,
+                        unsubscribed_all=submission.unsubscribed_all)
+    except PreferenceError as exc:
+        session.rollback()
+        return _subscriber_page(_get_or_404(Subscriber, subscriber_id), 422,
+                                _("Nothing was saved: %(reason)s", reason=str(exc)))
+    session.commit()
+    flash(_("Saved: %(count)s change(s).", count=len(events)))
+    return redirect(url_for("admin.subscriber", subscriber_id=found.id), code=303)
+
+
+# Audit log ---------------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+@require_admin
+def audit():
+    entries, total = services.audit_page(get_session(), _page(), PER_PAGE)
+    return _render("admin/audit.html", entries=entries, total=total, page=_page(),
+                   per_page=PER_PAGE)
+
+
+@bp.context_processor
+def _admin_context():
+    return {"is_rtl": is_rtl, "language_name": language_name,
+            "as_json": lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)}
