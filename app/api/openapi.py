@@ -227,17 +227,100 @@ SCHEMAS = {
         },
     },
     "WebhookEndpointCreated": {
+        "allOf": [_ref("WebhookEndpoint")],
         "type": "object",
         "required": ["id", "secret"],
         "properties": {"id": {"type": "string"},
                        "secret": {"type": "string", "pattern": "^whsec_",
                                   "description": "shown once; verifies signatures"}},
     },
+    "WebhookEndpoint": {
+        "type": "object",
+        "required": ["id", "url", "events", "enabled"],
+        "properties": {
+            "id": {"type": "string"},
+            "url": {"type": "string", "format": "uri"},
+            "description": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "enabled": {"type": "boolean"},
+            "disabled_reason": STRING_OR_NULL,
+            "failing_since": STRING_OR_NULL,
+            "previous_secret_expires_at": STRING_OR_NULL,
+            "created_at": STRING_OR_NULL,
+        },
+    },
+    "WebhookEndpointPatch": {
+        "type": "object",
+        "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "events": {"type": "array", "items": {"type": "string"}},
+            "description": {"type": "string"},
+            "enabled": {"type": "boolean"},
+        },
+    },
+    "WebhookEndpointList": {
+        "type": "object", "required": ["endpoints"],
+        "properties": {"endpoints": {"type": "array", "items": _ref("WebhookEndpoint")}},
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "required": ["id", "endpoint_id", "event_id", "webhook_id", "status", "attempts"],
+        "properties": {
+            "id": {"type": "integer"},
+            "endpoint_id": {"type": "string"},
+            "event_id": {"type": "integer"},
+            "webhook_id": {"type": "string", "description": "the webhook-id header sent"},
+            "event_type": STRING_OR_NULL,
+            "status": {"type": "string"},
+            "attempts": {"type": "integer"},
+            "next_attempt_at": STRING_OR_NULL,
+            "last_attempt_at": STRING_OR_NULL,
+            "last_status_code": {"type": ["integer", "null"]},
+            "last_error": STRING_OR_NULL,
+            "delivered_at": STRING_OR_NULL,
+            "created_at": STRING_OR_NULL,
+        },
+    },
+    "WebhookDeliveryList": {
+        "type": "object", "required": ["deliveries"],
+        "properties": {"deliveries": {"type": "array", "items": _ref("WebhookDelivery")},
+                       "next_before": {"type": "integer",
+                                       "description": "pass as ?before= for older ones"}},
+    },
+    "WebhookReplay": {
+        "type": "object",
+        "description": "either delivery_id, or since and until (ISO 8601)",
+        "properties": {"delivery_id": {"type": "integer"},
+                       "since": {"type": "string", "format": "date-time"},
+                       "until": {"type": "string", "format": "date-time"}},
+    },
+    "WebhookReplayed": {
+        "type": "object", "required": ["replayed", "endpoint_enabled"],
+        "properties": {"replayed": {"type": "integer"},
+                       "endpoint_enabled": {"type": "boolean"},
+                       "deliveries": {"type": "array", "items": {"type": "integer"}}},
+    },
+    "WebhookRotate": {
+        "type": "object",
+        "properties": {"overlap_seconds": {"type": "integer", "minimum": 0,
+                                           "description": "how long the old secret "
+                                                          "still signs too"}},
+    },
+    "WebhookTestResult": {
+        "type": "object", "required": ["ok"],
+        "properties": {"ok": {"type": "boolean"},
+                       "status_code": {"type": ["integer", "null"]},
+                       "error": STRING_OR_NULL},
+    },
 }
 
 EXTERNAL_ID = {"name": "external_id", "in": "path", "required": True,
                "description": "the CRM's id of the subscriber",
                "schema": {"type": "string", "maxLength": 255}}
+
+
+ENDPOINT_ID = {"name": "endpoint_id", "in": "path", "required": True,
+               "schema": {"type": "string"}}
 
 
 def _json_body(name: str) -> dict:
@@ -323,6 +406,77 @@ PATHS = {
             "requestBody": _json_body("WebhookEndpointInput"),
             "responses": {"201": _json("WebhookEndpointCreated", "Registered"),
                           **_problems(400, 415, 422)},
+        },
+        "get": {
+            "operationId": "listWebhookEndpoints",
+            "summary": "Every webhook endpoint (never its secrets)",
+            "responses": {"200": _json("WebhookEndpointList", "Endpoints"), **_problems()},
+        },
+    },
+    "/api/v1/webhook-endpoints/{endpoint_id}": {
+        "parameters": [ENDPOINT_ID],
+        "get": {
+            "operationId": "getWebhookEndpoint",
+            "summary": "One webhook endpoint",
+            "responses": {"200": _json("WebhookEndpoint", "The endpoint"), **_problems(404)},
+        },
+        "patch": {
+            "operationId": "updateWebhookEndpoint",
+            "summary": "Change url, events, description, or enable/disable",
+            "requestBody": _json_body("WebhookEndpointPatch"),
+            "responses": {"200": _json("WebhookEndpoint", "Updated"),
+                          **_problems(400, 404, 422)},
+        },
+        "delete": {
+            "operationId": "deleteWebhookEndpoint",
+            "summary": "Remove an endpoint and its pending deliveries",
+            "responses": {"204": {"description": "Deleted"}, **_problems(404)},
+        },
+    },
+    "/api/v1/webhook-endpoints/{endpoint_id}/deliveries": {
+        "parameters": [ENDPOINT_ID],
+        "get": {
+            "operationId": "listWebhookDeliveries",
+            "summary": "Deliveries of an endpoint, newest first",
+            "parameters": [
+                {"name": "status", "in": "query", "required": False,
+                 "schema": {"type": "string"}},
+                {"name": "before", "in": "query", "required": False,
+                 "schema": {"type": "integer"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            ],
+            "responses": {"200": _json("WebhookDeliveryList", "Deliveries"),
+                          **_problems(404, 422)},
+        },
+    },
+    "/api/v1/webhook-endpoints/{endpoint_id}/replay": {
+        "parameters": [ENDPOINT_ID],
+        "post": {
+            "operationId": "replayWebhookDeliveries",
+            "summary": "Send one delivery, or every event of a time range, again",
+            "requestBody": _json_body("WebhookReplay"),
+            "responses": {"202": _json("WebhookReplayed", "Queued"),
+                          **_problems(400, 404, 409, 422)},
+        },
+    },
+    "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret": {
+        "parameters": [ENDPOINT_ID],
+        "post": {
+            "operationId": "rotateWebhookSecret",
+            "summary": "A new signing secret, shown once; the old one overlaps a while",
+            "requestBody": {"required": False,
+                            "content": {"application/json": {"schema": _ref("WebhookRotate")}}},
+            "responses": {"200": _json("WebhookEndpointCreated", "Rotated"),
+                          **_problems(400, 404, 422)},
+        },
+    },
+    "/api/v1/webhook-endpoints/{endpoint_id}/test": {
+        "parameters": [ENDPOINT_ID],
+        "post": {
+            "operationId": "testWebhookEndpoint",
+            "summary": "Send a signed webhook.test event now and report the answer",
+            "responses": {"200": _json("WebhookTestResult", "The attempt"), **_problems(404)},
         },
     },
     "/api/v1/openapi.json": {
