@@ -67,6 +67,9 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(db_group)
     app.cli.add_command(demo_command)
     app.cli.add_command(api_keys_group)
+    from app.links.cli import links_group
+
+    app.cli.add_command(links_group)
     from app.webhooks.cli import webhooks_group
 
     app.cli.add_command(webhooks_group)

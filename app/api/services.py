@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.events.models import Event
+from app.links.minting import LinkRequest, campaign_error, link_error, link_targets, link_topics
 from app.links.services import links_for
 from app.subscribers.models import Subscriber, Subscription, Suppression
 from app.subscribers.services import (
@@ -32,7 +33,6 @@ from app.subscribers.services import (
 from app.topics.models import FREQUENCIES, Role, Topic
 
 MAX_LINK_ITEMS = 1000
-MAX_CAMPAIGN_BYTES = 100
 MAX_EXTERNAL_ID = 255
 RECIPIENTS_BATCH = 5000
 EVENTS_DEFAULT_LIMIT = 100
@@ -223,14 +223,6 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
 # --- links -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class LinkRequest:
-    external_id: str
-    topic: str | None = None
-    campaign: str | None = None
-    locale: str | None = None
-
-
 def parse_link_request(item, pointer: str, *, locales: list[str]) -> LinkRequest:
     _expect(item, dict, pointer or "/", "an object {external_id, topic?, campaign?, locale?}")
     _no_unknown(item, {"external_id", "topic", "campaign", "locale"}, pointer)
@@ -243,10 +235,9 @@ def parse_link_request(item, pointer: str, *, locales: list[str]) -> LinkRequest
         if value is not None:
             _expect(value, str, f"{pointer}/{name}", "a string")
         values[name] = value or None
-    if values["campaign"] and len(values["campaign"].encode("utf-8")) > MAX_CAMPAIGN_BYTES:
-        raise invalid(f"{pointer}/campaign",
-                      f"campaign must be at most {MAX_CAMPAIGN_BYTES} bytes (UTF-8) so that "
-                      "links stay short.")
+    too_long = campaign_error(values["campaign"])
+    if too_long:
+        raise invalid(f"{pointer}/campaign", too_long)
     if values["locale"] and values["locale"] not in locales:
         raise invalid(f"{pointer}/locale",
                       f"Unknown locale {values['locale']!r}; supported: {', '.join(locales)}.")
@@ -267,44 +258,6 @@ def parse_link_body(body: dict, *, locales: list[str]) -> tuple[list[LinkRequest
                          "Split the batch, or use `prefcenter links mint` for whole sends.")
     return [parse_link_request(item, f"/items/{i}", locales=locales)
             for i, item in enumerate(items)], True
-
-
-@dataclass(frozen=True, slots=True)
-class LinkTarget:
-    """What minting needs of a subscriber: its public id and link epoch."""
-
-    public_id: str
-    link_epoch: int
-
-
-def link_targets(session: Session, external_ids: list[str]) -> dict[str, LinkTarget]:
-    """Public id and epoch of each known, unerased external id, in one query."""
-    wanted = sorted(set(external_ids))
-    rows = session.execute(
-        select(Subscriber.external_id, Subscriber.public_id, Subscriber.link_epoch)
-        .where(Subscriber.external_id.in_(wanted), Subscriber.erased_at.is_(None))
-    ).all() if wanted else []
-    return {row.external_id: LinkTarget(row.public_id, row.link_epoch) for row in rows}
-
-
-def link_topics(session: Session) -> tuple[set[str], set[str]]:
-    """``(marketing slugs that can carry links, every known slug)``."""
-    rows = session.execute(select(Topic.slug, Topic.kind, Topic.archived)).all()
-    usable = {r.slug for r in rows if r.kind == "marketing" and not r.archived}
-    return usable, {r.slug for r in rows}
-
-
-def link_error(req: LinkRequest, targets: dict[str, LinkTarget],
-               topics: tuple[set[str], set[str]]) -> tuple[int, str] | None:
-    usable, known = topics
-    if req.external_id not in targets:
-        return 404, f"No subscriber with external_id {req.external_id!r}."
-    if req.topic is not None and req.topic not in usable:
-        if req.topic in known:
-            return 422, (f"Topic {req.topic!r} is transactional or archived: "
-                         "it has no unsubscribe link.")
-        return 422, f"Unknown topic {req.topic!r}."
-    return None
 
 
 def mint_links(session: Session, app, requests: list[LinkRequest]) -> list[dict]:
