@@ -76,6 +76,9 @@ def init_app(app: Flask) -> None:
     from app.admin.cli import admins_group
 
     app.cli.add_command(admins_group)
+    from app.i18n.cli import translate_group
+
+    app.cli.add_command(translate_group)
 
 
 if __name__ == "__main__":

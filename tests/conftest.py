@@ -33,6 +33,13 @@ pytest_plugins = ["tests.smtp", "tests.browser"]
 TEST_SECRET = "test-secret-key-0123456789"
 
 
+def pytest_configure(config):
+    """Compiled catalogues (.mo) are build output, not committed: build stale ones."""
+    from app.i18n.cli import compile_catalogues
+
+    compile_catalogues(force=False)
+
+
 def _database_url(tmp_path_factory) -> str:
     url = os.environ.get("PREFCENTER_TEST_DATABASE_URL")
     if url:

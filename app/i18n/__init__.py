@@ -1,19 +1,27 @@
 """Flask-Babel wiring and locale resolution.
 
-Order: ``?lang=`` > the link's locale > the subscriber's locale >
-``Accept-Language`` (quality values honoured) > the default locale.
-Unknown or malformed values are skipped, never an error.
+Order: ``?lang=`` (or the ``lang`` field a page's form carries back, so a
+language picked with the switcher survives the save) > the link's locale >
+the subscriber's locale > ``Accept-Language`` (quality values honoured) >
+the default locale. Unknown or malformed values are skipped, never an error.
 """
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlencode
+
 from babel import Locale, UnknownLocaleError
 from flask import Flask, current_app, g, request
 from flask_babel import Babel, get_locale
+from werkzeug.exceptions import HTTPException
 
 from app.config import ROOT
 
 babel = Babel()
+
+# A BCP 47-like tag (``ar``, ``ar-EG``, ``zh_Hant_TW``); anything else is ignored.
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 
 
 def supported() -> list[str]:
@@ -22,7 +30,7 @@ def supported() -> list[str]:
 
 def pick(candidate: str | None) -> str | None:
     """``candidate`` if it names a supported locale (``ar-EG`` -> ``ar``), else None."""
-    if not candidate or not isinstance(candidate, str) or len(candidate) > 35:
+    if not isinstance(candidate, str) or not LANGUAGE_TAG.fullmatch(candidate.strip()):
         return None
     value = candidate.strip().replace("-", "_")
     for option in (value, value.split("_")[0].lower()):
@@ -31,11 +39,25 @@ def pick(candidate: str | None) -> str | None:
     return None
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _form_lang() -> str | None:
+    """The ``lang`` field of a posted HTML form (never parses any other body)."""
+    if request.method != "POST" or request.mimetype not in FORM_TYPES:
+        return None
+    try:
+        return request.form.get("lang")
+    except HTTPException:  # e.g. a body over MAX_CONTENT_LENGTH: that error wins
+        return None
+
+
 def resolve_locale() -> str:
     if request:
-        chosen = pick(request.args.get("lang"))
-        if chosen:
-            return chosen
+        for candidate in (request.args.get("lang"), _form_lang()):
+            chosen = pick(candidate)
+            if chosen:
+                return chosen
     for key in ("link_locale", "subscriber_locale"):
         chosen = pick(g.get(key))
         if chosen:
@@ -65,6 +87,12 @@ def language_name(locale: str) -> str:
         return locale
 
 
+def switch_url(locale: str) -> str:
+    """This page in ``locale``: same path, other query parameters kept, ``lang`` replaced."""
+    params = [(key, value) for key, value in request.args.items(multi=True) if key != "lang"]
+    return f"{request.path}?{urlencode([*params, ('lang', locale)])}"
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "translations"))
     app.config.setdefault("BABEL_DEFAULT_LOCALE", app.config["DEFAULT_LOCALE"])
@@ -77,4 +105,5 @@ def init_app(app: Flask) -> None:
             "current_locale": locale,
             "text_direction": "rtl" if is_rtl(locale) else "ltr",
             "language_options": [(code, language_name(code)) for code in supported()],
+            "switch_url": switch_url,
         }
