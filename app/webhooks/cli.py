@@ -93,10 +93,13 @@ def work(once: bool, concurrency: int | None) -> None:
         logging.getLogger(__name__).info("signal %s: finishing deliveries under way", signum)
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    with Worker(get_db(), settings, concurrency=concurrency) as worker:
-        click.echo(f"webhook worker {worker.worker_id} started", err=True)
-        stats = worker.run(stop, once=once)
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with Worker(get_db(), settings, concurrency=concurrency) as worker:
+            click.echo(f"webhook worker {worker.worker_id} started", err=True)
+            stats = worker.run(stop, once=once)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     click.echo(f"delivered={stats.delivered} failed={stats.failed} dead={stats.dead} "
                f"released={stats.released}")
