@@ -37,7 +37,8 @@ def add(url: str, events: str, description: str) -> None:
     session = write_session(get_db())
     try:
         try:
-            endpoint, secret = create_endpoint(session, url, events=events or None,
+            types = [t.strip() for t in events.split(",") if t.strip()]
+            endpoint, secret = create_endpoint(session, url, events=types or None,
                                                description=description)
         except WebhookError as exc:
             raise click.UsageError(str(exc)) from exc

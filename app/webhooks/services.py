@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import exists, insert, or_, select
+from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.events.models import EVENT_TYPES, Event
-from app.subscribers.models import Subscriber
 from app.webhooks import transport
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -128,8 +127,6 @@ def validate_event_types(types) -> list[str]:
     """Known event types in canonical order; empty (or None) means every type."""
     if types is None:
         return []
-    if isinstance(types, str):
-        types = [t.strip() for t in types.split(",") if t.strip()]
     if not isinstance(types, list | tuple) or not all(isinstance(t, str) for t in types):
         raise UnknownEventType("events must be a list of event types")
     unknown = sorted(set(types) - set(EVENT_TYPES))
@@ -347,14 +344,6 @@ def _pending_for_event(endpoint_id: str, event_id):
                           WebhookDelivery.status == PENDING)
 
 
-def _replayable_events():
-    """Events that may be sent again: not those of an erased subscriber (their
-    payload would carry personal data that is gone), except the erasure itself."""
-    erased = exists().where(Subscriber.id == Event.subscriber_id,
-                            Subscriber.erased_at.is_not(None))
-    return or_(~erased, Event.type == "subscriber.erased")
-
-
 def replay_delivery(session: Session, delivery: WebhookDelivery, *,
                     now: dt.datetime | None = None) -> WebhookDelivery:
     """Queue a finished (dead or delivered) delivery again, with a fresh retry schedule.
@@ -366,9 +355,6 @@ def replay_delivery(session: Session, delivery: WebhookDelivery, *,
         raise NotReplayable(f"delivery {delivery.id} is still pending")
     if session.scalar(select(_pending_for_event(delivery.endpoint_id, delivery.event_id))):
         raise NotReplayable(f"event {delivery.event_id} is already queued for this endpoint")
-    if not session.scalar(select(exists().where(Event.id == delivery.event_id,
-                                                _replayable_events()))):
-        raise NotReplayable(f"event {delivery.event_id} belongs to an erased subscriber")
     replay = WebhookDelivery(endpoint_id=delivery.endpoint_id, event_id=delivery.event_id,
                              subscriber_id=delivery.subscriber_id, status=PENDING,
                              next_attempt_at=now, created_at=now)
@@ -390,7 +376,7 @@ def replay_range(session: Session, endpoint: WebhookEndpoint, since: dt.datetime
         raise WebhookError("until must be after since")
     query = select(Event.id, Event.subscriber_id).where(
         Event.created_at >= since, Event.created_at < until,
-        ~_pending_for_event(endpoint.id, Event.id), _replayable_events(),
+        ~_pending_for_event(endpoint.id, Event.id),
     ).order_by(Event.id)
     if endpoint.event_types:
         query = query.where(Event.type.in_(endpoint.event_types))
