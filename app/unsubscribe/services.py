@@ -8,9 +8,15 @@ subscriber is still refused.
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
+from app.db import Database
 from app.events.models import Event
 from app.links.services import (
     UNSUBSCRIBE,
@@ -26,6 +32,28 @@ from app.subscribers.services import Context, TopicChoice, change
 from app.topics.models import Role, Topic
 
 MAX_TOKEN_LENGTH = 512
+
+
+@contextmanager
+def writers_queue(db: Database) -> Iterator[None]:
+    """On SQLite, make writers queue on an OS lock instead of polling the database lock.
+
+    SQLite's busy handler retries a locked database after sleeping 1, 2, 5, 10...
+    100 ms, so under a burst of one-clicks a writer can sleep long after the
+    lock is free (a p99 of a second with 8 threads). ``flock`` on a file next
+    to the database wakes the next writer as soon as the previous one is done,
+    across threads and worker processes alike. Other databases lock rows.
+    """
+    path = db.engine.url.database if db.is_sqlite else None
+    if not path or path == ":memory:":
+        yield
+        return
+    fd = os.open(f"{path}-writers", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def load_subscriber(session: Session, public_id: str, *, for_update: bool = False):
