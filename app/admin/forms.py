@@ -16,8 +16,9 @@ from wtforms import (
     URLField,
     widgets,
 )
-from wtforms.validators import URL, DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional
 
+from app.events.models import EVENT_TYPES
 from app.preferences.views import FREQUENCY_LABELS
 from app.topics.models import FREQUENCIES
 
@@ -111,7 +112,10 @@ class SearchForm(FlaskForm):
 
 
 class EndpointForm(FlaskForm):
-    url = URLField(_l("URL"), validators=[DataRequired(), URL(require_tld=False),
-                                           Length(max=2000)])
+    """The URL itself is checked by the webhook service (absolute http(s), a host)."""
+
+    url = URLField(_l("URL"), validators=[DataRequired(), Length(max=2000)])
     description = StringField(_l("Description"), validators=[Optional(), Length(max=255)])
-    events = MultiCheckboxField(_l("Event types (none ticked: all)"), choices=[])
+    events = MultiCheckboxField(_l("Event types"),
+                                description=_l("None ticked: every event type."),
+                                choices=[SelectChoice(t) for t in EVENT_TYPES])

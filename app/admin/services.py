@@ -30,6 +30,7 @@ from app.topics.models import (
     Topic,
     TopicTranslation,
 )
+from app.webhooks import services as webhooks
 from app.webhooks.models import WebhookDelivery
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -446,3 +447,64 @@ def admin_topics_for(session: Session, subscriber: Subscriber) -> dict[str, Topi
         if sub.topic.kind == "marketing" and not sub.topic.archived:
             topics.setdefault(sub.topic.slug, sub.topic)
     return topics
+
+
+# Webhook endpoints (the rules live in app.webhooks.services; here: the audit trail) ---------
+
+
+def endpoint_counts(session: Session) -> dict[str, dict[str, int]]:
+    """Deliveries per endpoint and status: ``{endpoint_id: {status: n}}``."""
+    counts: dict[str, dict[str, int]] = {}
+    for endpoint_id, status, count in session.execute(
+        select(WebhookDelivery.endpoint_id, WebhookDelivery.status, func.count())
+        .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.status)
+    ):
+        counts.setdefault(endpoint_id, {})[status] = count
+    return counts
+
+
+def add_endpoint(session: Session, url: str, events: list[str], description: str, *,
+                 actor: str):
+    endpoint, secret = webhooks.create_endpoint(session, url, events=events or None,
+                                                description=description)
+    audit(session, actor, "endpoint.create", "webhook_endpoint", endpoint.id,
+          {"url": endpoint.url, "events": list(endpoint.event_types)})
+    return endpoint, secret
+
+
+def set_endpoint_enabled(session: Session, endpoint, enabled: bool, *, actor: str) -> None:
+    if enabled == endpoint.enabled:
+        return
+    if enabled:
+        webhooks.enable_endpoint(session, endpoint)
+    else:
+        webhooks.disable_endpoint(session, endpoint, f"Disabled by {actor}.")
+    audit(session, actor, "endpoint.enable" if enabled else "endpoint.disable",
+          "webhook_endpoint", endpoint.id, {"url": endpoint.url})
+
+
+def rotate_endpoint_secret(session: Session, endpoint, *, actor: str) -> str:
+    secret = webhooks.rotate_secret(session, endpoint)
+    expires = endpoint.previous_secret_expires_at
+    audit(session, actor, "endpoint.rotate_secret", "webhook_endpoint", endpoint.id,
+          {"url": endpoint.url,
+           "previous_secret_expires_at": expires.isoformat() if expires else None})
+    return secret
+
+
+def send_test(session: Session, endpoint, *, actor: str):
+    result = webhooks.send_test_event(session, endpoint)
+    audit(session, actor, "endpoint.test", "webhook_endpoint", endpoint.id,
+          {"url": endpoint.url, "ok": result.ok, "status_code": result.status_code,
+           "error": result.error})
+    return result
+
+
+def replay(session: Session, endpoint, delivery_id: int, *, actor: str):
+    delivery = webhooks.get_delivery(session, delivery_id, endpoint.id)
+    if delivery is None:
+        return None
+    queued = webhooks.replay_delivery(session, delivery)
+    audit(session, actor, "endpoint.replay", "webhook_endpoint", endpoint.id,
+          {"delivery": delivery.id, "event": delivery.event_id, "queued": queued.id})
+    return queued

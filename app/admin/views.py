@@ -35,6 +35,7 @@ from app.admin.forms import (
     KIND_LABELS,
     ActionForm,
     AddRoleTopicForm,
+    EndpointForm,
     LoginForm,
     MoveForm,
     SearchForm,
@@ -51,6 +52,7 @@ from app.preferences.views import FREQUENCY_LABELS
 from app.subscribers.models import Subscriber
 from app.subscribers.services import Context, PreferenceError, change, snapshot
 from app.topics.models import Role, Topic
+from app.webhooks import services as webhook_services
 
 bp = Blueprint("admin", __name__)
 PER_PAGE = 50
@@ -496,6 +498,136 @@ def subscriber_change(subscriber_id: int):
     session.commit()
     flash(_("Saved: %(count)s change(s).", count=len(events)))
     return redirect(url_for("admin.subscriber", subscriber_id=found.id), code=303)
+
+
+# Webhook endpoints -------------------------------------------------------------------------
+
+
+@bp.get("/webhooks")
+@require_admin
+def webhooks():
+    session = get_session()
+    return _render("admin/webhooks.html", endpoints=webhook_services.list_endpoints(session),
+                   counts=services.endpoint_counts(session))
+
+
+@bp.route("/webhooks/new", methods=["GET", "POST"])
+@require_admin
+def webhook_new():
+    form = EndpointForm()
+    status = 200
+    if form.validate_on_submit():
+        session = get_session(write=True)
+        try:
+            endpoint, secret = services.add_endpoint(
+                session, form.url.data, list(form.events.data or []),
+                form.description.data or "", actor=_actor())
+        except webhook_services.InvalidUrl as exc:
+            session.rollback()
+            form.url.errors = [*form.url.errors, str(exc)]
+            status = 422
+        except webhook_services.WebhookError as exc:
+            session.rollback()
+            form.events.errors = [*form.events.errors, str(exc)]
+            status = 422
+        else:
+            session.commit()
+            # Shown in this answer only: never stored in plain anywhere else.
+            return _render("admin/webhook_secret.html", 201, endpoint=endpoint, secret=secret,
+                           rotated=False)
+    elif request.method == "POST":
+        status = 422
+    return _render("admin/webhook_new.html", status, form=form)
+
+
+def _endpoint_or_404(endpoint_id: str):
+    endpoint = webhook_services.get_endpoint(get_session(), endpoint_id)
+    if endpoint is None:
+        abort(404)
+    return endpoint
+
+
+def _webhook_page(endpoint, status: int = 200, *, error: str | None = None, result=None):
+    session = get_session()
+    filter_ = request.args.get("status") or None
+    if filter_ not in (None, *webhook_services.DELIVERY_FILTERS):
+        abort(400)
+    before = request.args.get("before", type=int)
+    deliveries = webhook_services.list_deliveries(
+        session, endpoint_id=endpoint.id, status=filter_, before_id=before, limit=PER_PAGE + 1)
+    more = len(deliveries) > PER_PAGE
+    deliveries = deliveries[:PER_PAGE]
+    return _render("admin/webhook.html", status, endpoint=endpoint,
+                   deliveries=[webhook_services.describe_delivery(session, d)
+                               for d in deliveries],
+                   more=more, filter=filter_, filters=webhook_services.DELIVERY_FILTERS,
+                   counts=services.endpoint_counts(session).get(endpoint.id, {}),
+                   error=error, result=result)
+
+
+@bp.get("/webhooks/<endpoint_id>")
+@require_admin
+def webhook(endpoint_id: str):
+    return _webhook_page(_endpoint_or_404(endpoint_id))
+
+
+@bp.post("/webhooks/<endpoint_id>/disable")
+@require_admin
+def webhook_disable(endpoint_id: str):
+    return _set_enabled(endpoint_id, False)
+
+
+@bp.post("/webhooks/<endpoint_id>/enable")
+@require_admin
+def webhook_enable(endpoint_id: str):
+    return _set_enabled(endpoint_id, True)
+
+
+def _set_enabled(endpoint_id: str, enabled: bool):
+    session = get_session(write=True)
+    endpoint = _endpoint_or_404(endpoint_id)
+    services.set_endpoint_enabled(session, endpoint, enabled, actor=_actor())
+    session.commit()
+    flash(_("Endpoint enabled.") if enabled else _("Endpoint disabled."))
+    return redirect(url_for("admin.webhook", endpoint_id=endpoint.id), code=303)
+
+
+@bp.post("/webhooks/<endpoint_id>/rotate")
+@require_admin
+def webhook_rotate(endpoint_id: str):
+    session = get_session(write=True)
+    endpoint = _endpoint_or_404(endpoint_id)
+    secret = services.rotate_endpoint_secret(session, endpoint, actor=_actor())
+    session.commit()
+    return _render("admin/webhook_secret.html", endpoint=endpoint, secret=secret, rotated=True)
+
+
+@bp.post("/webhooks/<endpoint_id>/test")
+@require_admin
+def webhook_test(endpoint_id: str):
+    session = get_session(write=True)
+    endpoint = _endpoint_or_404(endpoint_id)
+    result = services.send_test(session, endpoint, actor=_actor())
+    session.commit()
+    return _webhook_page(endpoint, result=result)
+
+
+@bp.post("/webhooks/<endpoint_id>/deliveries/<int:delivery_id>/replay")
+@require_admin
+def webhook_replay(endpoint_id: str, delivery_id: int):
+    session = get_session(write=True)
+    endpoint = _endpoint_or_404(endpoint_id)
+    try:
+        queued = services.replay(session, endpoint, delivery_id, actor=_actor())
+    except webhook_services.NotReplayable as exc:
+        session.rollback()
+        return _webhook_page(_endpoint_or_404(endpoint_id), 409,
+                             error=_("Not replayed: %(reason)s", reason=str(exc)))
+    if queued is None:
+        abort(404)
+    session.commit()
+    flash(_("Delivery %(id)s queued again as %(new)s.", id=delivery_id, new=queued.id))
+    return redirect(url_for("admin.webhook", endpoint_id=endpoint.id), code=303)
 
 
 # Audit log ---------------------------------------------------------------------------------
