@@ -39,6 +39,7 @@ def add(live_app, *args) -> tuple[str, str]:
 
 def rows(session) -> list[WebhookDelivery]:
     session.rollback()
+    session.expire_all()
     return list(session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
 
 
