@@ -222,7 +222,9 @@ def unsubscribe(session: Session, subscriber: Subscriber, topic: str | None, *,
                 context: Context) -> list[Event]:
     """Stop a topic (or, without one, all marketing). Repeats change nothing."""
     if topic is not None:
-        found = session.scalar(select(Topic).where(Topic.slug == topic))
+        # The subscriber's subscriptions are loaded already: no query for a known topic.
+        found = next((s.topic for s in subscriber.subscriptions if s.topic.slug == topic),
+                     None) or session.scalar(select(Topic).where(Topic.slug == topic))
         if found is not None and found.kind == "marketing":
             return change(session, subscriber, context=context,
                           topics={topic: TopicChoice(subscribed=False)},
