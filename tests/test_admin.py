@@ -298,3 +298,9 @@ def test_cli_sets_a_password(app, session, admin):
     missing = runner.invoke(args=["admins", "set-password", "x@example.com", "--password-stdin"],
                             input="the replacement password\n")
     assert missing.exit_code == 1
+
+
+def test_login_page_sends_a_logged_in_admin_to_the_dashboard(admin_client):
+    response = admin_client.get("/admin/login")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/"

@@ -179,3 +179,18 @@ def test_dashboard_counts(ui, session, catalogue):
     assert 'id="count-events">4<' in page  # 3 created + 1 unsubscribe; the old one is not
     assert 'id="count-pending">2<' in page
     assert 'id="count-dead">1<' in page
+
+
+def test_an_erased_subscriber_shows_history_and_refuses_changes(ui, session, catalogue):
+    from app.subscribers.services import erase
+
+    subscriber = catalogue.subscriber()
+    erase(session, subscriber, context=Context(source="api"))
+    session.commit()
+    page = ui.get(f"/admin/subscribers/{subscriber.id}").get_data(as_text=True)
+    assert "(erased)" in page and "<code>erased</code>" in page
+    assert 'name="topic-offers"' not in page
+    response = post(ui, f"/admin/subscribers/{subscriber.id}", action="save", shown=["offers"],
+                    **{"topic-offers": "on"})
+    assert response.status_code == 409
+    assert "This subscriber was erased." in response.get_data(as_text=True)
