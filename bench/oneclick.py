@@ -145,13 +145,13 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    def __init__(self, spec: str, worker_class: str, env: dict):
+    def __init__(self, spec: str, worker_class: str, env: dict, threads: int):
         self.port = free_port()
         command = [str(ROOT / ".venv/bin/gunicorn"), "--workers", "2",
                    "--worker-class", worker_class, "--bind", f"127.0.0.1:{self.port}",
                    "--log-level", "warning", "--chdir", str(ROOT)]
         if worker_class == "gthread":
-            command += ["--threads", "4"]
+            command += ["--threads", str(threads)]
         self.process = subprocess.Popen([*command, spec], env=env, cwd=ROOT)
 
     @property
@@ -273,7 +273,7 @@ def run_asyncio(base_url: str, paths: list[str], duration: int, connections: int
 
 def measure(label: str, spec: str, worker_class: str, env: dict, paths: list[str],
             warm_path: str, args) -> Result:
-    server = Gunicorn(spec, worker_class, env)
+    server = Gunicorn(spec, worker_class, env, args.threads)
     try:
         server.wait()
         warm_up(server.base_url, warm_path)
@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--workers", default="sync,gthread")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of the one-click path instead")
@@ -366,10 +367,11 @@ def print_row(name: str, worker_class: str, real: Result, bare: Result) -> None:
 
 def print_table(results, args) -> None:
     client = "wrk" if shutil.which("wrk") else "httpx/asyncio"
-    print(f"one-click POST, gunicorn 2 workers, {args.connections} connections, "
+    print(f"one-click POST, gunicorn 2 workers ({args.threads} threads with gthread), "
+          f"{args.connections} connections, "
           f"{args.duration} s each, client {client}, {args.subscribers} subscribers")
-    header = (f"| database | workers | app | requests/s | p50 ms | p99 ms | requests | errors "
-              f"| ratio |")
+    header = ("| database | workers | app | requests/s | p50 ms | p99 ms | requests | errors "
+              "| ratio |")
     print(header)
     print("|" + "---|" * 9)
     for name, worker_class, real, bare in results:
