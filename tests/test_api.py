@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -15,6 +18,7 @@ from app.subscribers.models import Subscriber, Subscription, Suppression
 from app.subscribers.services import email_hash
 from app.topics.models import Topic
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+from tests.conftest import serve
 
 
 @pytest.fixture
@@ -427,3 +431,30 @@ def test_rate_limit_is_a_429_problem_per_key(api, client, session):
     assert client.get("/api/v1/topics",
                       headers={"Authorization": f"Bearer {other}"}).status_code == 200
     limiter.reset()
+
+
+# --- concurrency (real server, real commits) ----------------------------------------
+
+
+def test_concurrent_creates_make_one_subscriber(live_app, live_session, live_catalogue):
+    _key, plain = create_api_key(live_session, "race")
+    live_session.commit()
+    body = {"email": "race@example.com", "topics": {"alerts": {"subscribed": True}}}
+    barrier = threading.Barrier(6)
+
+    def put(base):
+        barrier.wait(timeout=10)
+        return httpx.put(f"{base}/api/v1/subscribers/race-1", json=body, timeout=30,
+                         headers={"Authorization": f"Bearer {plain}"})
+
+    with serve(live_app) as base, ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(put, [base] * 6))
+    assert sorted(r.status_code for r in results) == [200] * 5 + [201], \
+        [r.text for r in results]
+    assert all(r.json()["topics"]["alerts"]["subscribed"] for r in results)
+    live_session.expire_all()
+    ids = live_session.scalars(select(Subscriber.id).where(
+        Subscriber.external_id == "race-1")).all()
+    assert len(ids) == 1
+    assert count_events(live_session, subscriber_id=ids[0], type="subscriber.created") == 1
+    assert count_events(live_session, subscriber_id=ids[0], action="topic.subscribed") == 1

@@ -58,8 +58,15 @@ def require_api_key(view):
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         key = None
+        session = get_session()
         if scheme.lower() == "bearer" and presented.strip():
-            key = verify_api_key(get_session(), presented.strip())
+            key = verify_api_key(session, presented.strip())
+        if key is not None:
+            # End the read: a view that writes then starts its own transaction
+            # (BEGIN IMMEDIATE on SQLite; a read upgraded to a write fails when
+            # another writer went first). The key keeps its loaded values.
+            session.expunge(key)
+            session.rollback()
         if key is None:
             response = problem(401, "Unauthorized",
                                "A valid API key is required: Authorization: Bearer <key>.")

@@ -207,13 +207,17 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
                     session, email=email, external_id=external_id,
                     locale=data.locale or default_locale, role=role, context=context)
         except IntegrityError as exc:
-            # Another request created it (or took the address) between our read and write.
-            raise ApiProblem(409, "Conflict",
-                             "A concurrent request created this subscriber or took this "
-                             "address; retry the request.") from exc
-        events += change(session, subscriber, context=context, topics=data.topics,
-                         allowed=allowed, unsubscribed_all=unsubscribed_all)
-        return subscriber, True, events
+            # A concurrent request got there between our read and our insert: if it
+            # created this subscriber, this request becomes an update of it.
+            subscriber = by_external_id(session, external_id, for_update=True)
+            if subscriber is None:
+                raise ApiProblem(409, "Conflict",
+                                 f"The address {email} was just taken by a concurrent "
+                                 "request.") from exc
+        else:
+            events += change(session, subscriber, context=context, topics=data.topics,
+                             allowed=allowed, unsubscribed_all=unsubscribed_all)
+            return subscriber, True, events
     events = change(session, subscriber, context=context, topics=data.topics, allowed=allowed,
                     unsubscribed_all=unsubscribed_all, locale=data.locale, role=role,
                     email=email)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import current_app, jsonify, url_for
+from sqlalchemy.exc import IntegrityError
 
 from app.api.auth import require_api_key
 from app.api.services import ApiProblem, check_external_id, parse_subscriber, upsert_subscriber
@@ -29,6 +30,10 @@ def put_subscriber(external_id: str):
             session, external_id, data, context=Context(source="api", actor=actor()),
             default_role=current_app.config["DEFAULT_ROLE"],
             default_locale=current_app.config["DEFAULT_LOCALE"])
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiProblem(409, "Conflict", "A concurrent request changed this subscriber or "
+                                          "its address; retry the request.") from exc
     except Exception:
         session.rollback()
         raise
@@ -36,7 +41,7 @@ def put_subscriber(external_id: str):
     response = jsonify(snapshot(subscriber))
     response.status_code = 201 if created else 200
     if created:
-        response.headers["Location"] = f"/api/v1/subscribers/{external_id}"
+        response.headers["Location"] = url_for("api.get_subscriber", external_id=external_id)
     return response
 
 
