@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     PasswordField,
@@ -19,6 +18,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.events.models import EVENT_TYPES
+from app.i18n.forms import FlaskForm  # WTForms messages from our catalogues
 from app.preferences.views import FREQUENCY_LABELS
 from app.topics.models import FREQUENCIES
 

@@ -27,7 +27,7 @@ TEMPLATE = TRANSLATIONS / "messages.pot"
 # The language the msgids are written in: its catalogue repeats them.
 SOURCE_LOCALE = "en"
 # Marker names beyond Babel's defaults (_, gettext, ngettext, pgettext, ...).
-KEYWORDS = ("_l", "lazy_gettext", "lazy_ngettext:1,2", "lazy_pgettext:1c,2")
+KEYWORDS = ("_l", "lazy_gettext", "lazy_ngettext:1,2", "lazy_pgettext:1c,2", "Nn_:1,2")
 
 
 def pybabel(*args: str, quiet: bool = True) -> None:
