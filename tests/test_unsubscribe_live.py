@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from app.events.models import Event
 from app.subscribers.models import Subscriber
+from tests.conftest import csrf_from
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
@@ -100,6 +101,8 @@ def test_one_click_while_sqlite_is_locked_is_503_then_200(live_app, live_server,
         dbapi_connection.execute("PRAGMA busy_timeout=150")
 
     engine.dispose()
+    browser = httpx.Client(base_url=live_server)
+    page = browser.get(path)
     holder = sqlite3.connect(sqlite_path, isolation_level=None, timeout=5)
     holder.execute("BEGIN EXCLUSIVE")
     try:
@@ -108,10 +111,14 @@ def test_one_click_while_sqlite_is_locked_is_503_then_200(live_app, live_server,
             assert response.status_code == 503
             assert response.headers["content-type"].startswith("text/plain")
             assert int(response.headers["Retry-After"]) > 0
-        # The page's own form says so too, in a page.
-        page = httpx.get(live_server + path)
-        assert page.status_code == 200  # reading still works while writers wait
+        assert browser.get(path).status_code == 200  # reading still works meanwhile
+        # The page's own form is told the same, in a page.
+        form = browser.post(path, data={"confirm": "1", "csrf_token": csrf_from(page.text)})
+        assert form.status_code == 503
+        assert form.headers["content-type"].startswith("text/html")
+        assert int(form.headers["Retry-After"]) > 0
     finally:
+        browser.close()
         holder.execute("ROLLBACK")
         holder.close()
     assert changes_of(live_session, subscriber) == []
