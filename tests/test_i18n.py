@@ -455,3 +455,49 @@ def test_update_keeps_translations_and_the_source_catalogue_fills_itself(tmp_pat
     assert malay["A brand new sentence."].string == ""  # waits for a translator
     assert malay["Save preferences"].string == "Simpan pilihan"
     assert malay.num_plurals == 1
+
+
+# --- email in the recipient's language -------------------------------------------------
+
+@pytest.mark.parametrize(("locale", "subject", "greeting"), [
+    ("ru", "Ваша ссылка для настройки рассылок", "Здравствуйте!"),
+    ("ar", "رابطك لإدارة تفضيلات بريدك الإلكتروني", "مرحبًا،"),
+    ("ms", "Pautan anda untuk mengurus pilihan e-mel", "Hai,"),
+])
+def test_fresh_link_mail_is_in_the_subscribers_language(app, client, catalogue, smtp_server,
+                                                        locale, subject, greeting):
+    from app.links.services import PREFERENCES, get_signer
+
+    subscriber = catalogue.subscriber(locale=locale)
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_server.port)
+    signer = get_signer(app)
+    token = signer.mint(PREFERENCES, subscriber.public_id, epoch=subscriber.link_epoch)
+    signer.max_ages[PREFERENCES] = -1
+    html = html_of(client.get(f"/p/{token}", headers={"Accept-Language": "en"}))
+    response = client.post(f"/p/{token}/renew", data={"csrf_token": csrf_from(html)},
+                           headers={"Accept-Language": "en"})
+    assert response.status_code == 200
+    message = smtp_server.wait_for_message()
+    assert message["Subject"] == subject
+    body = message.get_content()
+    assert body.startswith(greeting)
+    assert "Prefcenter" in body and "/p/" in body
+    assert "Hello" not in body and "If you did not ask" not in body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_unsubscribe_confirmation_is_translated(app, client, catalogue, links, locale):
+    if "unsubscribe.page" not in app.view_functions:
+        pytest.skip("the unsubscribe page is not there yet")
+    done = {"en": "You are unsubscribed", "ar": "تم إلغاء اشتراكك", "ru": "Вы отписались",
+            "ms": "Anda telah berhenti melanggan"}
+    undo = {"en": "Undo", "ar": "تراجع", "ru": "Отменить", "ms": "Buat asal"}
+    subscriber = catalogue.subscriber(locale=locale)
+    url = links.unsubscribe(subscriber, topic="offers")
+    page = html_of(client.get(url))
+    response = client.post(url, data={"csrf_token": csrf_from(page), "confirm": "1"})
+    html = html_of(response)
+    assert response.status_code == 200
+    assert root_attributes(html) == (locale, DIRECTION[locale])
+    assert done[locale] in html
+    assert undo[locale] in html
