@@ -320,7 +320,8 @@ def test_unsubscribe_page_is_translated(app, client, catalogue, links, locale):
     expected = {"en": "Unsubscribe", "ar": "إلغاء الاشتراك", "ru": "Отписаться",
                 "ms": "Berhenti melanggan"}
     subscriber = catalogue.subscriber(locale=locale)
-    response = client.get(links.unsubscribe(subscriber))
+    path = links.unsubscribe(subscriber)
+    response = client.get(path)
     html = html_of(response)
     assert response.status_code == 200
     assert root_attributes(html) == (locale, DIRECTION[locale])
@@ -328,6 +329,9 @@ def test_unsubscribe_page_is_translated(app, client, catalogue, links, locale):
     assert TRANSACTIONAL_NOTICE[locale] in html
     if locale != "en":
         assert "Unsubscribe" not in re.sub(r"<[^>]+>", " ", html.split("<main", 1)[1])
+    switcher = re.search(r'<nav class="languages".*?</nav>', html, re.S)
+    assert switcher, "the unsubscribe page has no language switcher"
+    assert f'href="{path}?lang=ar"' in switcher.group(0)
 
 
 def test_language_switcher_keeps_the_token_and_other_parameters(client, catalogue, links):

@@ -39,13 +39,15 @@ def rendered_fonts(tab, selector: str) -> set[str]:
 
 
 @pytest.fixture
-def preference_urls(live_server, live_catalogue, live_links):
-    """A shopper per locale (the first has every topic on, to show frequency menus)."""
-    urls = {}
-    for locale in LOCALES:
-        subscriber = live_catalogue.subscriber(locale=locale)
-        urls[locale] = live_server + live_links.preferences(subscriber)
-    return urls
+def subscribers(live_catalogue):
+    """A shopper per locale."""
+    return {locale: live_catalogue.subscriber(locale=locale) for locale in LOCALES}
+
+
+@pytest.fixture
+def preference_urls(live_server, live_links, subscribers):
+    return {locale: live_server + live_links.preferences(subscriber)
+            for locale, subscriber in subscribers.items()}
 
 
 def test_every_locale_renders_and_arabic_is_mirrored(chromium, preference_urls):
@@ -105,19 +107,31 @@ def test_primary_button_ends_the_row_on_the_mirrored_side(chromium, preference_u
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-def test_nothing_overflows_a_360_pixel_phone(chromium, preference_urls, locale):
+def test_nothing_overflows_a_360_pixel_phone(chromium, live_server, live_links, subscribers,
+                                             preference_urls, app_has_unsubscribe, locale):
+    pages = {"preferences": preference_urls[locale]}
+    if app_has_unsubscribe:
+        pages["unsubscribe"] = live_server + live_links.unsubscribe(subscribers[locale],
+                                                                   topic="offers")
     context = chromium.new_context(viewport={"width": 360, "height": 740},
                                    device_scale_factor=1, is_mobile=True, has_touch=True)
     try:
         tab = context.new_page()
-        tab.goto(preference_urls[locale])
-        width = tab.evaluate("document.documentElement.scrollWidth")
-        screenshot(tab, f"i18n-preferences-{locale}-360")
-        assert width <= 360, f"{locale}: the page is {width}px wide on a 360px screen"
-        wide = tab.evaluate("""() => [...document.querySelectorAll('body *')]
-            .filter(e => e.getBoundingClientRect().right > 360.5
-                      || e.getBoundingClientRect().left < -0.5)
-            .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
-        assert not wide, f"{locale}: elements outside the viewport: {wide}"
+        for name, url in pages.items():
+            tab.goto(url)
+            assert tab.locator("html").get_attribute("lang") == locale
+            width = tab.evaluate("document.documentElement.scrollWidth")
+            screenshot(tab, f"i18n-{name}-{locale}-360")
+            assert width <= 360, f"{name} {locale}: {width}px wide on a 360px screen"
+            wide = tab.evaluate("""() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > 360.5
+                          || e.getBoundingClientRect().left < -0.5)
+                .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
+            assert not wide, f"{name} {locale}: elements outside the viewport: {wide}"
     finally:
         context.close()
+
+
+@pytest.fixture
+def app_has_unsubscribe(live_app) -> bool:
+    return "unsubscribe.page" in live_app.view_functions
