@@ -30,6 +30,7 @@ from app.preferences.views import render_link_error
 from app.subscribers.services import Context, unsubscribe
 from app.unsubscribe.forms import UndoForm, UnsubscribeForm
 from app.unsubscribe.services import (
+    WritersQueueTimeout,
     is_unsubscribed,
     open_unsubscribe,
     target_topic,
@@ -43,7 +44,7 @@ ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 # The database could not take the change (down, restarting, locked): retry later.
-UNAVAILABLE = (DBAPIError, PoolTimeout)
+UNAVAILABLE = (DBAPIError, PoolTimeout, WritersQueueTimeout)
 RETRY_AFTER = "5"
 
 # Answers to machines (mailbox providers), not to people: kept short and untranslated.
