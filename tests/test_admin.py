@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import statistics
 import time
 
 import pytest
@@ -113,10 +112,12 @@ def test_unknown_email_takes_about_as_long_as_a_wrong_password(client, admin):
         assert login(client, email=email, password="wrong wrong wrong").status_code == 401
         return time.perf_counter() - started
 
-    wrong = statistics.median(timed(EMAIL) for _ in range(5))
-    unknown = statistics.median(timed("nobody@example.com") for _ in range(5))
+    wrong, unknown = [], []
+    for _ in range(7):  # interleaved, and the fastest of each: other load adds, never removes
+        wrong.append(timed(EMAIL))
+        unknown.append(timed("nobody@example.com"))
     # Without the dummy verification an unknown email answers many times faster.
-    assert unknown > 0.5 * wrong, (unknown, wrong)
+    assert min(unknown) > 0.5 * min(wrong), (unknown, wrong)
 
 
 def test_login_replaces_the_whole_session(client, admin):
