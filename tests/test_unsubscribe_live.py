@@ -161,6 +161,9 @@ def test_one_click_while_postgresql_is_stopped_is_503_then_200(
         pytest.skip("PostgreSQL only")
     if url.host not in ("127.0.0.1", "localhost", None):
         pytest.skip("the PostgreSQL server is not on this machine")
+    if not (os.environ.get("CI") or os.environ.get("PREFCENTER_TEST_STOP_POSTGRES") == "1"):
+        # Stopping the server breaks every other suite using it at that moment.
+        pytest.skip("stops PostgreSQL: runs in CI, or with PREFCENTER_TEST_STOP_POSTGRES=1")
     cluster = _pg_cluster()
     if cluster is None:
         pytest.skip("needs root and pg_ctlcluster to stop the server")
