@@ -228,6 +228,21 @@ def test_regional_variant_picks_the_language(client, catalogue, links):
     assert root_attributes(html_of(response)) == ("ar", "rtl")
 
 
+def test_expired_link_page_speaks_the_links_language(app, client, catalogue):
+    from app.links.services import PREFERENCES, get_signer
+
+    subscriber = catalogue.subscriber(locale="en")
+    signer = get_signer(app)
+    token = signer.mint(PREFERENCES, subscriber.public_id, epoch=subscriber.link_epoch,
+                        locale="ru")
+    signer.max_ages[PREFERENCES] = -1
+    response = client.get(f"/p/{token}", headers={"Accept-Language": "ar"})
+    assert response.status_code == 410
+    html = html_of(response)
+    assert root_attributes(html) == ("ru", "ltr")
+    assert "Срок действия ссылки истёк" in html
+
+
 @pytest.mark.parametrize(("header", "expected"), [
     ("ru;q=0.3, ar;q=0.9, *;q=0.1", "ar"),
     ("ms-MY,ms;q=0.9,en;q=0.5", "ms"),

@@ -48,6 +48,9 @@ def link_error(exc: LinkError):
 def render_link_error(exc: LinkError, purpose: str):
     if wants_json():
         return problem(exc.status, "Link not usable", f"The link is {exc.reason}.")
+    claims = getattr(exc, "claims", None)
+    if claims is not None:  # an expired link is still ours: it says which language to use
+        g.link_locale = claims.locale
     renew = None
     if isinstance(exc, ExpiredLink) and exc.claims is not None and purpose == PREFERENCES:
         renew = FreshLinkForm()
