@@ -341,7 +341,8 @@ def test_two_workers_never_claim_the_same_delivery(live_app, live_session, live_
         live_session.commit()
     total = len(deliveries(live_session, endpoint_id))
     assert total == 60
-    workers = [make_worker(live_app, concurrency=3) for _ in range(2)]
+    # timeout 5 s under a 30 s lease: each claims at most 15 at a time, so both get work
+    workers = [make_worker(live_app, concurrency=3, timeout=5) for _ in range(2)]
     workers[0].worker_id, workers[1].worker_id = "worker-a", "worker-b"
     barrier = threading.Barrier(2)
     stats = [None, None]

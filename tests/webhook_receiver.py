@@ -9,11 +9,22 @@ would use), once per secret it is told to expect; the answer depends on ``mode``
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks import Webhook, WebhookVerificationError
+
+
+class _Server(ThreadingHTTPServer):
+    allow_reuse_address = True  # restart on the same port after stop()
+    request_queue_size = 128
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], OSError):  # a client hanging up is no news
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -54,18 +65,25 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 receiver.handle(self, body)
 
+            def do_GET(self):
+                body = json.dumps(receiver.stats()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, *_args):
                 pass
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", port if port is not None else self.port),
+        self.server = _Server(("127.0.0.1", port if port is not None else self.port),
                                           Handler)
-        self.server.daemon_threads = True
         self.port = self.server.server_port
         self.unhang.clear()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -139,6 +157,18 @@ class Receiver:
 
     def accepted(self) -> list[Received]:
         return [r for r in self.snapshot() if r.accepted]
+
+    def stats(self) -> dict:
+        """Counts, for a receiver in another process (``GET`` answers them)."""
+        with self.lock:
+            received = list(self.received)
+        return {
+            "received": len(received),
+            "accepted": sum(r.accepted for r in received),
+            "distinct_ids": len({r.webhook_id for r in received}),
+            "unverified": sum(not r.verified or not all(v is True for v in r.verified.values())
+                              for r in received) if self.verify else 0,
+        }
 
     def clear(self) -> None:
         with self.lock:

@@ -17,17 +17,18 @@ blocking.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import socket
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import httpx
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, select, text, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import aliased
 
 from app.db import Database, write_session
 from app.db import utcnow as _utcnow
@@ -38,6 +39,8 @@ from app.webhooks.services import DEAD, DELIVERED, PENDING, WebhookSettings, ret
 from app.webhooks.services import signing_secrets as _signing_secrets
 
 log = logging.getLogger(__name__)
+
+RECORD_DELAY = 0.05  # seconds a finished delivery may wait to be recorded with others
 
 
 @dataclass(slots=True)
@@ -66,6 +69,90 @@ class Stats:
     @property
     def attempted(self) -> int:
         return self.delivered + self.failed
+
+
+@functools.cache
+def _claim_statements(*, postgresql: bool):
+    """The claim, built once: ``(pick, lease, fetch)`` for SQLite (select the ids,
+    mark them, read them) or ``(None, None, fetch)`` for PostgreSQL, where fetch
+    is a single ``WITH claimed AS (UPDATE ... RETURNING) SELECT``.
+
+    A delivery is due when pending, its time has come, its lease (if any) has
+    expired, its endpoint is enabled, and no earlier event of the same subscriber
+    is still pending for the same endpoint (per-subscriber order; dead ones do
+    not block).
+    """
+    t, e, ev = WebhookDelivery.__table__, WebhookEndpoint.__table__, Event.__table__
+    due, earlier = t.alias("due"), t.alias("earlier")
+    blocked = exists().where(
+        earlier.c.endpoint_id == due.c.endpoint_id,
+        earlier.c.subscriber_id == due.c.subscriber_id,
+        earlier.c.event_id < due.c.event_id,
+        earlier.c.status == PENDING,
+    )
+    pick = (
+        select(due.c.id)
+        .join(e, e.c.id == due.c.endpoint_id)
+        .where(
+            due.c.status == PENDING,
+            due.c.next_attempt_at <= bindparam("due_before"),
+            due.c.claimed_until.is_(None) | (due.c.claimed_until < bindparam("now")),
+            e.c.enabled.is_(True),
+            ~blocked,
+        )
+        # next_attempt_at alone: the due index gives that order, so the scan stops
+        # after `limit` rows instead of sorting every pending one.
+        .order_by(due.c.next_attempt_at)
+        .limit(bindparam("limit"))
+    )
+    lease = t.update().values(claimed_by=bindparam("worker"), claimed_until=bindparam("until"))
+    fields = (t.c.id, t.c.endpoint_id, t.c.event_id, t.c.attempts, t.c.next_attempt_at)
+    if postgresql:
+        claimed = (lease.where(t.c.id.in_(pick.with_for_update(of=due, skip_locked=True)))
+                   .returning(*fields).cte("claimed"))
+        pick = lease = None
+    else:
+        ids = bindparam("ids", expanding=True)
+        lease = lease.where(t.c.id.in_(ids))
+        claimed = select(*fields).where(t.c.id.in_(ids)).subquery("claimed")
+    fetch = (
+        select(claimed.c.id, claimed.c.endpoint_id, claimed.c.event_id, claimed.c.attempts,
+               e.c.url, e.c.secret, e.c.previous_secret, e.c.previous_secret_expires_at,
+               ev.c.type, ev.c.created_at, ev.c.payload)
+        .join(e, e.c.id == claimed.c.endpoint_id)
+        .join(ev, ev.c.id == claimed.c.event_id)
+        .order_by(claimed.c.next_attempt_at, claimed.c.id)
+    )
+    return pick, lease, fetch
+
+
+@functools.cache
+def _record_statements():
+    """Outcome updates, built once: delivered, failed (rescheduled or dead, only
+    while this worker holds the claim), and the end of endpoints' failure streaks."""
+    t, e = WebhookDelivery.__table__, WebhookEndpoint.__table__
+    delivered = (
+        t.update()
+        .where(t.c.id == bindparam("b_id"), t.c.status == PENDING)
+        .values(status=DELIVERED, delivered_at=bindparam("b_at"), attempts=t.c.attempts + 1,
+                last_attempt_at=bindparam("b_at"), last_status_code=bindparam("b_code"),
+                last_error=None, claimed_by=None, claimed_until=None)
+    )
+    failed = (
+        t.update()
+        .where(t.c.id == bindparam("b_id"), t.c.status == PENDING,
+               t.c.claimed_by == bindparam("b_worker"))
+        .values(status=bindparam("b_status"), attempts=bindparam("b_attempts"),
+                next_attempt_at=bindparam("b_next"), last_attempt_at=bindparam("b_at"),
+                last_status_code=bindparam("b_code"), last_error=bindparam("b_error"),
+                claimed_by=None, claimed_until=None)
+    )
+    streak_over = (
+        e.update()
+        .where(e.c.id.in_(bindparam("ids", expanding=True)), e.c.failing_since.is_not(None))
+        .values(failing_since=None)
+    )
+    return delivered, failed, streak_over
 
 
 def default_worker_id() -> str:
@@ -101,55 +188,39 @@ class Worker:
     def __exit__(self, *_exc) -> None:
         self.close()
 
+    def _session(self):
+        """A short write transaction. On PostgreSQL its commit does not wait for the
+        WAL flush (``synchronous_commit = off``): a server crash may forget the last
+        claims or results, which only means sending those deliveries again (at
+        least once); the outbox rows themselves were committed durably with their
+        change."""
+        session = write_session(self.db)
+        if not self.db.is_sqlite:
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        return session
+
     # Claiming --------------------------------------------------------------------------
 
     def claim(self, limit: int, *, due_before: dt.datetime | None = None) -> list[Job]:
-        """Lease up to ``limit`` due deliveries to this worker (committed) and return them."""
-        d, e = WebhookDelivery, WebhookEndpoint
-        earlier = aliased(WebhookDelivery)
-        session = write_session(self.db)
+        """Lease up to ``limit`` due deliveries to this worker (committed) and return them.
+
+        PostgreSQL: one statement, ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE
+        SKIP LOCKED) RETURNING``; SQLite: select then mark, inside ``BEGIN
+        IMMEDIATE`` so no other writer runs in between.
+        """
+        now = _utcnow()
+        params = {"now": now, "due_before": due_before or now, "limit": limit,
+                  "worker": self.worker_id,
+                  "until": now + dt.timedelta(seconds=self.settings.lease)}
+        pick, lease, fetch = _claim_statements(postgresql=not self.db.is_sqlite)
+        session = self._session()
         try:
-            now = _utcnow()
-            blocked = exists().where(
-                earlier.endpoint_id == d.endpoint_id,
-                earlier.subscriber_id == d.subscriber_id,
-                earlier.event_id < d.event_id,
-                earlier.status == PENDING,
-            )
-            query = (
-                select(d.id)
-                .join(e, e.id == d.endpoint_id)
-                .where(
-                    d.status == PENDING,
-                    d.next_attempt_at <= (due_before or now),
-                    (d.claimed_until.is_(None)) | (d.claimed_until < now),
-                    e.enabled.is_(True),
-                    ~blocked,
-                )
-                .order_by(d.next_attempt_at, d.id)
-                .limit(limit)
-            )
-            if not self.db.is_sqlite:
-                query = query.with_for_update(of=d, skip_locked=True)
-            ids = list(session.scalars(query))
-            if not ids:
-                session.commit()
-                return []
-            session.execute(
-                update(d).where(d.id.in_(ids))
-                .values(claimed_by=self.worker_id,
-                        claimed_until=now + dt.timedelta(seconds=self.settings.lease))
-                .execution_options(synchronize_session=False)
-            )
-            rows = session.execute(
-                select(d.id, d.endpoint_id, d.event_id, d.attempts, e.url, e.secret,
-                       e.previous_secret, e.previous_secret_expires_at, Event.type,
-                       Event.created_at, Event.payload)
-                .join(e, e.id == d.endpoint_id)
-                .join(Event, Event.id == d.event_id)
-                .where(d.id.in_(ids))
-                .order_by(d.next_attempt_at, d.id)
-            ).all()
+            connection = session.connection()
+            if pick is not None:
+                params["ids"] = list(connection.execute(pick, params).scalars())
+                if params["ids"]:
+                    connection.execute(lease, params)
+            rows = connection.execute(fetch, params).all() if params.get("ids", True) else []
             session.commit()
         finally:
             session.close()
@@ -165,7 +236,7 @@ class Worker:
         if not jobs:
             return
         d = WebhookDelivery
-        session = write_session(self.db)
+        session = self._session()
         try:
             session.execute(
                 update(d)
@@ -201,7 +272,6 @@ class Worker:
         stats = stats or Stats()
         if not results:
             return stats
-        t = WebhookDelivery.__table__
         successes, failures = [], []
         ok_endpoints: set[str] = set()
         failed_endpoints: dict[str, tuple[dt.datetime, str]] = {}
@@ -226,45 +296,29 @@ class Worker:
             stats.dead += delay is None
             failed_endpoints.setdefault(job.endpoint_id, (result.at, result.error or ""))
             ok_endpoints.discard(job.endpoint_id)
-        session = write_session(self.db)
+        delivered, failed, streak_over = _record_statements()
+        session = self._session()
         try:
+            connection = session.connection()
             if successes:
-                session.connection().execute(
-                    t.update()
-                    .where(t.c.id == bindparam("b_id"), t.c.status == PENDING)
-                    .values(status=DELIVERED, delivered_at=bindparam("b_at"),
-                            attempts=t.c.attempts + 1, last_attempt_at=bindparam("b_at"),
-                            last_status_code=bindparam("b_code"), last_error=None,
-                            claimed_by=None, claimed_until=None),
-                    successes,
-                )
+                connection.execute(delivered, successes)
             if failures:
-                session.connection().execute(
-                    t.update()
-                    .where(t.c.id == bindparam("b_id"), t.c.status == PENDING,
-                           t.c.claimed_by == self.worker_id)
-                    .values(status=bindparam("b_status"), attempts=bindparam("b_attempts"),
-                            next_attempt_at=bindparam("b_next"),
-                            last_attempt_at=bindparam("b_at"),
-                            last_status_code=bindparam("b_code"),
-                            last_error=bindparam("b_error"), claimed_by=None,
-                            claimed_until=None),
-                    failures,
-                )
-            self._track_endpoints(session, ok_endpoints, failed_endpoints, stats)
+                for row in failures:
+                    row["b_worker"] = self.worker_id
+                connection.execute(failed, failures)
+            if ok_endpoints:
+                connection.execute(streak_over, {"ids": sorted(ok_endpoints)})
+            self._track_endpoints(session, failed_endpoints, stats)
             session.commit()
         finally:
             session.close()
         return stats
 
-    def _track_endpoints(self, session, ok: set[str],
-                         failed: dict[str, tuple[dt.datetime, str]], stats: Stats) -> None:
+    def _track_endpoints(self, session, failed: dict[str, tuple[dt.datetime, str]],
+                         stats: Stats) -> None:
+        """Start (or continue) the failure streak of endpoints that failed; disable
+        those failing for longer than ``disable_after``."""
         e = WebhookEndpoint
-        if ok:
-            session.execute(
-                update(e).where(e.id.in_(sorted(ok)), e.failing_since.is_not(None))
-                .values(failing_since=None).execution_options(synchronize_session=False)
-            )
         limit = dt.timedelta(seconds=self.settings.disable_after)
         for endpoint_id, (at, error) in sorted(failed.items()):
             session.execute(
@@ -288,6 +342,17 @@ class Worker:
 
     # Loops -----------------------------------------------------------------------------
 
+    def window(self) -> tuple[int, int]:
+        """How many claimed deliveries may be queued at once, and the smallest claim.
+
+        Several rounds of work are queued so the pool never waits for the database,
+        but no more than the lease covers if every POST took the full timeout.
+        """
+        c = self.concurrency
+        rounds = max(1, int(self.settings.lease // max(self.settings.timeout, 0.001)) - 1)
+        window = max(c, min(max(4 * c, 64), rounds * c))
+        return window, max(1, min(window // 2, max(c, 32)))
+
     def run_once(self) -> Stats:
         """Drain what is due now, then return."""
         return self.run(threading.Event(), once=True)
@@ -300,15 +365,22 @@ class Worker:
         """
         stats = Stats()
         started = _utcnow()
-        window = self.concurrency * 2
+        # Up to four rounds of work queued on the pool, claimed (and recorded) in
+        # batches of at least `concurrency` rows: few, short transactions.
+        window, batch = self.window()
         inflight: dict[Future, Job] = {}
+        next_claim = last_record = 0.0
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook")
         try:
             while not stop.is_set():
-                self._collect(inflight, stats)
+                done = sum(f.done() for f in inflight)
+                if done and (done >= batch or done == len(inflight)
+                             or time.monotonic() - last_record > RECORD_DELAY):
+                    self._collect(inflight, stats)
+                    last_record = time.monotonic()
+                    next_claim = 0.0  # a recorded result may unblock a subscriber's next event
                 room = window - len(inflight)
-                claimed: list[Job] = []
-                if room >= max(1, self.concurrency // 2):
+                if room >= batch and time.monotonic() >= next_claim:
                     try:
                         claimed = self.claim(room, due_before=started if once else None)
                     except DBAPIError:
@@ -317,13 +389,17 @@ class Worker:
                         continue
                     for job in claimed:
                         inflight[pool.submit(self.send, job)] = job
+                    if len(claimed) < room:  # nothing more is due: look again later
+                        next_claim = time.monotonic() + self.settings.poll_interval
                 if not inflight:
                     if once:
                         break
-                    stop.wait(self.settings.poll_interval)
+                    stop.wait(max(0.0, min(self.settings.poll_interval,
+                                           next_claim - time.monotonic())))
                     continue
-                wait(list(inflight), timeout=self.settings.poll_interval,
-                     return_when=FIRST_COMPLETED)
+                running = [f for f in inflight if not f.done()]
+                if running:
+                    wait(running, timeout=RECORD_DELAY, return_when=FIRST_COMPLETED)
         finally:
             unstarted = [job for future, job in inflight.items() if future.cancel()]
             for future in [f for f in inflight if f.cancelled()]:
