@@ -231,7 +231,17 @@ def test_api_can_push_a_master_unsubscribe(api, session):
 # --- erasure -----------------------------------------------------------------------
 
 
+def test_external_ids_may_contain_slashes(api):
+    assert api.put("/subscribers/org/7/person", json={"email": "slash@example.com"}
+                   ).status_code == 201
+    assert api.get("/subscribers/org/7/person").get_json()["external_id"] == "org/7/person"
+
+
 def test_delete_erases_and_suppresses(api, client, session, links):
+    endpoint = WebhookEndpoint(url="http://127.0.0.1:9/hook", secret="whsec_dGVzdA==",
+                               event_types=["subscriber.erased"])
+    session.add(endpoint)
+    session.commit()
     api.put("/subscribers/crm-5", json={"email": "Erase.Me@example.com",
                                         "topics": {"alerts": {"subscribed": True}}})
     api.put("/subscribers/crm-5", json={"email": "erase.me2@example.com"})
@@ -256,6 +266,10 @@ def test_delete_erases_and_suppresses(api, client, session, links):
     assert len(erased_events) == 1
     assert erased_events[0].source == "api"
     assert erased_events[0].payload["subscriber"]["external_id"] == "crm-5"
+    assert erased_events[0].payload["subscriber"]["email"] is None
+    queued = session.scalars(select(WebhookDelivery.event_id).where(
+        WebhookDelivery.endpoint_id == endpoint.id)).all()
+    assert queued == [erased_events[0].id]
     stored = json.dumps([[e.before, e.after, e.payload] for e in events]).lower()
     assert "erase.me" not in stored
     assert client.get(old_link).status_code == 404

@@ -35,7 +35,10 @@ def _problems(*statuses: int) -> dict:
         422: "Well-formed JSON that breaks a rule; `errors` points at the member",
         429: "Rate limited; see Retry-After",
     }
-    return {str(s): _problem(texts[s]) for s in (401, 429, *statuses)}
+    answers = {str(s): _problem(texts[s]) for s in (401, 429, *statuses)}
+    answers["429"]["headers"] = {"Retry-After": {
+        "description": "seconds to wait", "schema": {"type": "integer"}}}
+    return answers
 
 
 SCHEMAS = {
@@ -315,7 +318,7 @@ SCHEMAS = {
 }
 
 EXTERNAL_ID = {"name": "external_id", "in": "path", "required": True,
-               "description": "the CRM's id of the subscriber",
+               "description": "the CRM's id of the subscriber (may contain /)",
                "schema": {"type": "string", "maxLength": 255}}
 
 

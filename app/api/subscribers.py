@@ -19,7 +19,7 @@ def _found(session, external_id: str, *, for_update: bool = False):
     return subscriber
 
 
-@bp.put("/subscribers/<external_id>")
+@bp.put("/subscribers/<path:external_id>")
 @require_api_key
 def put_subscriber(external_id: str):
     check_external_id(external_id)
@@ -45,13 +45,13 @@ def put_subscriber(external_id: str):
     return response
 
 
-@bp.get("/subscribers/<external_id>")
+@bp.get("/subscribers/<path:external_id>")
 @require_api_key
 def get_subscriber(external_id: str):
     return jsonify(snapshot(_found(get_session(), external_id)))
 
 
-@bp.delete("/subscribers/<external_id>")
+@bp.delete("/subscribers/<path:external_id>")
 @require_api_key
 def delete_subscriber(external_id: str):
     session = get_session(write=True)
