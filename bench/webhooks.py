@@ -14,7 +14,7 @@ Not a test. For each database (SQLite file, PostgreSQL) it:
 5. checks every row is delivered and the receiver saw N distinct webhook-ids,
    all verified.
 
-    .venv/bin/python bench/webhooks.py                          # both databases, N = 5000
+    .venv/bin/python bench/webhooks.py       # both databases, pools of 4 and 16, N = 3000
     .venv/bin/python bench/webhooks.py --databases sqlite --rows 2000 --concurrency 32
 
 PostgreSQL: the script drops and creates the database ``bench_webhooks`` on
@@ -59,7 +59,8 @@ def serve(port_file: str, secret: str) -> None:
     from tests.webhook_receiver import Receiver
 
     receiver = Receiver([secret]).start(0)
-    Path(port_file).write_text(str(receiver.port))
+    Path(port_file + ".tmp").write_text(str(receiver.port))
+    os.replace(port_file + ".tmp", port_file)  # the parent never reads half a port
     while True:
         time.sleep(3600)
 
@@ -74,6 +75,7 @@ def start_receiver(secret: str) -> tuple[subprocess.Popen, str]:
         time.sleep(0.05)
     port = int(Path(port_file).read_text())
     os.unlink(port_file)
+    os.rmdir(Path(port_file).parent)
     return proc, f"http://127.0.0.1:{port}/hooks"
 
 
@@ -203,14 +205,17 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--databases", default="sqlite,postgresql")
-    parser.add_argument("--rows", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--concurrency", default="4,16",
+                        help="comma-separated worker pool sizes to measure")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.databases.split(","):
-            result = run(kind.strip(), args, Path(tmp))
+        for kind, concurrency in [(k.strip(), int(c)) for k in args.databases.split(",")
+                                  for c in args.concurrency.split(",")]:
+            options = argparse.Namespace(**{**vars(args), "concurrency": concurrency})
+            result = run(kind, options, Path(tmp))
             results.append(result)
             print(f"{result['database']:<11} {result['rows']} deliveries, concurrency "
                   f"{result['concurrency']}: one worker {result['worker_per_s']:,.0f}/s "
