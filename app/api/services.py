@@ -189,13 +189,16 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
                              f"The address {email} already belongs to the subscriber "
                              f"with external_id {other.external_id!r}.",
                              conflicting_external_id=other.external_id)
-    address = email or (subscriber.email if subscriber is not None else None)
+    current = subscriber.email if subscriber is not None else None
+    address = email or current
     suppressed = address is not None and is_suppressed(session, address)
     if suppressed and data.unsubscribed_all is False:
         raise ApiProblem(409, "Conflict",
                          "This address was erased and is suppressed: it stays unsubscribed "
                          "from all marketing and cannot be resubscribed through the API.")
-    unsubscribed_all = True if suppressed else data.unsubscribed_all
+    # A suppressed address arriving (new subscriber, or a change of address) starts
+    # unsubscribed from all; the subscriber's own choices after that are theirs.
+    unsubscribed_all = True if suppressed and email != current else data.unsubscribed_all
     if subscriber is None:
         if email is None:
             raise invalid("/email", "email is required to create a subscriber.")
