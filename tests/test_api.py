@@ -472,3 +472,19 @@ def test_concurrent_creates_make_one_subscriber(live_app, live_session, live_cat
     assert len(ids) == 1
     assert count_events(live_session, subscriber_id=ids[0], type="subscriber.created") == 1
     assert count_events(live_session, subscriber_id=ids[0], action="topic.subscribed") == 1
+
+
+def test_a_later_sync_does_not_undo_the_subscribers_own_choice(api, session):
+    from app.subscribers.services import Context, change
+
+    api.put("/subscribers/crm-8", json={"email": "back@example.com"})
+    api.delete("/subscribers/crm-8")
+    assert api.put("/subscribers/crm-8", json={"email": "back@example.com"}
+                   ).get_json()["unsubscribed_all"] is True
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.external_id == "crm-8"))
+    change(session, subscriber, context=Context(source="preference_page"),
+           unsubscribed_all=False)
+    session.commit()
+    synced = api.put("/subscribers/crm-8", json={"email": "back@example.com", "locale": "ms"})
+    assert synced.status_code == 200
+    assert synced.get_json()["unsubscribed_all"] is False
