@@ -4,6 +4,8 @@ subprocess killed with SIGKILL mid-batch, and stopped with SIGTERM."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime as dt
 import os
 import re
 import signal
@@ -16,8 +18,10 @@ import pytest
 from sqlalchemy import select
 
 from app.config import ROOT
-from app.db import utcnow
+from app.db import get_db, utcnow
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+from app.webhooks.services import WebhookSettings
+from app.webhooks.worker import Worker
 from tests.webhook_receiver import Receiver
 
 PREFCENTER = Path(sys.executable).with_name("prefcenter")
@@ -162,3 +166,28 @@ def test_sigterm_finishes_in_flight_and_exits_zero(live_app, live_session, live_
         # Every POST under way finished and was recorded; no claim is left behind.
         assert {f"msg_{d.event_id}" for d in after if d.status == "delivered"} == received
         assert all(d.claimed_by is None and d.claimed_until is None for d in after)
+
+
+
+def test_retry_now_after_an_outage(live_app, live_session, live_catalogue):
+    settings = dataclasses.replace(WebhookSettings.from_config(live_app.config),
+                                   retry_schedule=(3600.0,))
+    with Receiver() as receiver, Worker(get_db(live_app), settings) as worker:
+        endpoint_id, secret = add(live_app, receiver.url)
+        receiver.secrets = [secret]
+        receiver.mode = "error"
+        live_catalogue.subscriber()
+        worker.run_once()
+        (waiting,) = rows(live_session)
+        assert waiting.next_attempt_at > utcnow() + dt.timedelta(minutes=45)  # 1 h +-20%
+
+        receiver.mode = "ok"
+        assert worker.run_once().attempted == 0  # not due for an hour
+        result = live_app.test_cli_runner().invoke(args=["webhooks", "retry-now", endpoint_id])
+        assert result.exit_code == 0, result.output
+        assert "1 deliveries due now" in result.output
+        assert worker.run_once().delivered == 1
+        (done,) = rows(live_session)
+        assert done.status == "delivered" and done.attempts == 2
+        missing = live_app.test_cli_runner().invoke(args=["webhooks", "retry-now", "ep_nope"])
+        assert missing.exit_code == 2 and "ep_nope" in missing.output

@@ -15,8 +15,10 @@ from app.webhooks.services import (
     WebhookError,
     WebhookSettings,
     create_endpoint,
+    get_endpoint,
     list_deliveries,
     list_endpoints,
+    retry_now,
 )
 from app.webhooks.worker import Worker
 
@@ -73,6 +75,23 @@ def list_command() -> None:
                 click.echo(f"  disabled: {endpoint.disabled_reason}")
     finally:
         session.close()
+
+
+@webhooks_group.command("retry-now")
+@click.argument("endpoint_id")
+@with_appcontext
+def retry_now_command(endpoint_id: str) -> None:
+    """Make every pending delivery of ENDPOINT_ID due now (after an outage)."""
+    session = write_session(get_db())
+    try:
+        endpoint = get_endpoint(session, endpoint_id)
+        if endpoint is None:
+            raise click.UsageError(f"no webhook endpoint {endpoint_id!r}")
+        count = retry_now(session, endpoint)
+        session.commit()
+    finally:
+        session.close()
+    click.echo(f"{count} deliveries due now")
 
 
 @webhooks_group.command("work")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import exists, insert, select
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -194,13 +194,30 @@ def disable_endpoint(session: Session, endpoint: WebhookEndpoint,
 
 
 def enable_endpoint(session: Session, endpoint: WebhookEndpoint) -> WebhookEndpoint:
-    """Resume delivering; clears the reason and the failure streak."""
+    """Resume delivering; clears the reason and the failure streak, and makes the
+    deliveries that waited due now (see :func:`retry_now`)."""
     endpoint.enabled = True
     endpoint.disabled_reason = None
     endpoint.failing_since = None
     endpoint.updated_at = utcnow()
     session.flush()
+    retry_now(session, endpoint)
     return endpoint
+
+
+def retry_now(session: Session, endpoint: WebhookEndpoint, *,
+              now: dt.datetime | None = None) -> int:
+    """Make every pending delivery of the endpoint due now (the CRM is back: no need
+    to wait for the next retry). Attempt counts are kept. Returns how many."""
+    now = now or utcnow()
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.status == PENDING,
+               WebhookDelivery.next_attempt_at > now)
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 def delete_endpoint(session: Session, endpoint: WebhookEndpoint) -> None:
