@@ -21,6 +21,7 @@ from app.webhooks.services import (
     InvalidUrl,
     NotReplayable,
     UnknownEventType,
+    count_deliveries,
     create_endpoint,
     disable_endpoint,
     generate_secret,
@@ -156,6 +157,9 @@ def test_list_deliveries_filters(session, catalogue):
         second.id]
     assert [d.id for d in list_deliveries(session, before_id=second.id)] == [first.id]
     assert list_deliveries(session, status="dead") == []
+    assert count_deliveries(session, endpoint.id) == {
+        "pending": 2, "failing": 1, "delivered": 0, "dead": 0}
+    assert count_deliveries(session, "ep_other")["pending"] == 0
     future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     assert list_deliveries(session, since=future) == []
     assert len(list_deliveries(session, until=future, subscriber_id=subscriber.id)) == 2

@@ -14,9 +14,9 @@ from app.db import get_db, write_session
 from app.webhooks.services import (
     WebhookError,
     WebhookSettings,
+    count_deliveries,
     create_endpoint,
     get_endpoint,
-    list_deliveries,
     list_endpoints,
     retry_now,
 )
@@ -63,14 +63,12 @@ def list_command() -> None:
         if not endpoints:
             click.echo("no webhook endpoints")
         for endpoint in endpoints:
-            pending = len(list_deliveries(session, endpoint_id=endpoint.id, status="pending",
-                                          limit=1000))
-            dead = len(list_deliveries(session, endpoint_id=endpoint.id, status="dead",
-                                       limit=1000))
+            counts = count_deliveries(session, endpoint.id)
             state = "enabled" if endpoint.enabled else "disabled"
             types = ",".join(endpoint.event_types or []) or "all events"
-            click.echo(f"{endpoint.id}\t{state}\tpending={pending}\tdead={dead}\t"
-                       f"{endpoint.url}\t{types}")
+            click.echo(f"{endpoint.id}\t{state}\tpending={counts['pending']}\t"
+                       f"failing={counts['failing']}\tdead={counts['dead']}\t"
+                       f"delivered={counts['delivered']}\t{endpoint.url}\t{types}")
             if endpoint.disabled_reason:
                 click.echo(f"  disabled: {endpoint.disabled_reason}")
     finally:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import case, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -324,6 +324,21 @@ def list_deliveries(session: Session, *, endpoint_id: str | None = None,
         query = query.where(d.id < before_id)
     query = query.order_by(d.id.desc()).limit(max(1, min(limit, 1000)))
     return list(session.scalars(query).unique())
+
+
+def count_deliveries(session: Session, endpoint_id: str | None = None) -> dict[str, int]:
+    """How many deliveries are in each state: ``pending`` (of which ``failing``),
+    ``delivered``, ``dead``; for one endpoint or all."""
+    d = WebhookDelivery
+    query = select(d.status, func.count(), func.sum(case((d.attempts > 0, 1), else_=0)))
+    if endpoint_id is not None:
+        query = query.where(d.endpoint_id == endpoint_id)
+    counts = dict.fromkeys(DELIVERY_FILTERS, 0)
+    for status, n, attempted in session.execute(query.group_by(d.status)):
+        counts[status] = n
+        if status == PENDING:
+            counts[FAILING] = int(attempted or 0)
+    return counts
 
 
 def get_delivery(session: Session, delivery_id: int,
