@@ -104,6 +104,7 @@ def work(once: bool, concurrency: int | None) -> None:
     them, hands the rest of its claims back and exits 0.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the worker logs each delivery
     settings = WebhookSettings.from_config(current_app.config)
     stop = threading.Event()
 
