@@ -36,6 +36,11 @@ def change_of(event: Event) -> dict:
     }
 
 
+def payload_of(snapshot: dict, change: dict, source: str) -> dict:
+    """An event's webhook payload: the subscriber as it now is, and the one change."""
+    return {"subscriber": snapshot, "changes": [change], "source": source}
+
+
 def seal(session: Session, subscriber, events: list[Event], snapshot: dict) -> None:
     """Fill the webhook payload of a batch of events and queue their deliveries.
 
@@ -51,11 +56,7 @@ def seal(session: Session, subscriber, events: list[Event], snapshot: dict) -> N
     session.flush()
     for event in events:
         event.version = snapshot.get("version", event.version)
-        event.payload = {
-            "subscriber": snapshot,
-            "changes": [change_of(event)],
-            "source": event.source,
-        }
+        event.payload = payload_of(snapshot, change_of(event), event.source)
         for endpoint in endpoints:
             if endpoint.wants(event.type):
                 session.add(WebhookDelivery(

@@ -84,18 +84,30 @@ def by_external_id(session: Session, external_id: str, *, for_update: bool = Fal
 
 def snapshot(subscriber: Subscriber) -> dict:
     """The subscriber as the API and webhooks show it."""
+    return snapshot_of(
+        external_id=subscriber.external_id, email=subscriber.email, locale=subscriber.locale,
+        role=subscriber.role.slug if subscriber.role else None,
+        unsubscribed_all=subscriber.unsubscribed_all,
+        topics=[(s.topic.slug, s.subscribed, s.frequency) for s in subscriber.subscriptions],
+        version=subscriber.version, updated_at=subscriber.updated_at,
+    )
+
+
+def snapshot_of(*, external_id, email, locale, role, unsubscribed_all, topics, version,
+                updated_at) -> dict:
+    """The snapshot's shape from plain values; ``topics`` is ``(slug, subscribed, frequency)``."""
     return {
-        "external_id": subscriber.external_id,
-        "email": subscriber.email,
-        "locale": subscriber.locale,
-        "role": subscriber.role.slug if subscriber.role else None,
-        "unsubscribed_all": subscriber.unsubscribed_all,
+        "external_id": external_id,
+        "email": email,
+        "locale": locale,
+        "role": role,
+        "unsubscribed_all": unsubscribed_all,
         "topics": {
-            s.topic.slug: {"subscribed": s.subscribed, "frequency": s.frequency}
-            for s in sorted(subscriber.subscriptions, key=lambda s: s.topic.slug)
+            slug: {"subscribed": subscribed, "frequency": frequency}
+            for slug, subscribed, frequency in sorted(topics, key=lambda t: t[0])
         },
-        "version": subscriber.version,
-        "updated_at": subscriber.updated_at.isoformat().replace("+00:00", "Z"),
+        "version": version,
+        "updated_at": updated_at.isoformat().replace("+00:00", "Z"),
     }
 
 

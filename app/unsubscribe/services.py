@@ -14,11 +14,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
-from app.db import Database
+from app.db import Database, utcnow
 from app.events.models import Event
+from app.events.services import payload_of
 from app.links.services import (
     UNSUBSCRIBE,
     ExpiredLink,
@@ -29,8 +31,9 @@ from app.links.services import (
     UnknownSubscriber,
 )
 from app.subscribers.models import Subscriber, Subscription
-from app.subscribers.services import Context, TopicChoice, change
+from app.subscribers.services import Context, TopicChoice, change, snapshot_of
 from app.topics.models import Role, Topic
+from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 MAX_TOKEN_LENGTH = 512
 
@@ -100,18 +103,22 @@ def load_subscriber(session: Session, public_id: str, *, for_update: bool = Fals
     return session.scalars(query).unique().one_or_none()
 
 
-def open_unsubscribe(session: Session, signer: LinkSigner, token: str, *,
-                     for_update: bool = False) -> tuple[LinkClaims, Subscriber, bool]:
-    """Verify an unsubscribe token: ``(claims, subscriber, expired)`` or a LinkError."""
+def verify_unsubscribe(signer: LinkSigner, token: str) -> tuple[LinkClaims, bool]:
+    """``(claims, expired)`` of an authentic unsubscribe token, else a LinkError."""
     if len(token) > MAX_TOKEN_LENGTH:
         raise InvalidLink("link is too long")
-    expired = False
     try:
-        claims = signer.loads(UNSUBSCRIBE, token)
+        return signer.loads(UNSUBSCRIBE, token), False
     except ExpiredLink as exc:
         if exc.claims is None:
             raise
-        claims, expired = exc.claims, True
+        return exc.claims, True
+
+
+def open_unsubscribe(session: Session, signer: LinkSigner, token: str, *,
+                     for_update: bool = False) -> tuple[LinkClaims, Subscriber, bool]:
+    """Verify an unsubscribe token: ``(claims, subscriber, expired)`` or a LinkError."""
+    claims, expired = verify_unsubscribe(signer, token)
     subscriber = load_subscriber(session, claims.public_id, for_update=for_update)
     if subscriber is None:
         raise UnknownSubscriber("no such subscriber")
@@ -151,3 +158,154 @@ def undo(session: Session, subscriber: Subscriber, topic: Topic | None, *,
     return change(session, subscriber, context=context,
                   topics={topic.slug: TopicChoice(subscribed=True)},
                   allowed={topic.slug: topic})
+
+
+# --- RFC 8058 one-click: Core statements, built once (SQLAlchemy caches their compilation) ---
+#
+# The same rule as :func:`app.subscribers.services.unsubscribe` (tests/test_unsubscribe_fast.py
+# runs both on identical subscribers and compares every event and outbox row): a token's topic
+# that is marketing unsubscribes that topic; one that is unknown or not marketing, or no topic,
+# unsubscribes from all marketing. A repeat changes nothing and is answered from one read.
+
+_subscribers = Subscriber.__table__
+_subscriptions = Subscription.__table__
+_topics = Topic.__table__
+_roles = Role.__table__
+_events = Event.__table__
+_endpoints = WebhookEndpoint.__table__
+_deliveries = WebhookDelivery.__table__
+
+# Whether the unsubscribe is in force, without a lock: the subscriber, the token's topic (if
+# it names one that exists) and the subscriber's subscription to it, in one statement.
+_STATE = (
+    select(_subscribers.c.link_epoch, _subscribers.c.unsubscribed_all,
+           _topics.c.kind.label("topic_kind"), _subscriptions.c.subscribed)
+    .select_from(
+        _subscribers
+        .outerjoin(_topics, _topics.c.slug == bindparam("slug"))
+        .outerjoin(_subscriptions, and_(_subscriptions.c.subscriber_id == _subscribers.c.id,
+                                        _subscriptions.c.topic_id == _topics.c.id)))
+    .where(_subscribers.c.public_id == bindparam("public_id"),
+           _subscribers.c.erased_at.is_(None))
+)
+# Under the write lock: the subscriber row locked (PostgreSQL; SQLite holds the database).
+_LOCKED = (
+    select(_subscribers.c.id, _subscribers.c.external_id, _subscribers.c.email,
+           _subscribers.c.locale, _subscribers.c.unsubscribed_all, _subscribers.c.link_epoch,
+           _subscribers.c.version, _roles.c.slug.label("role"))
+    .select_from(_subscribers.outerjoin(_roles, _roles.c.id == _subscribers.c.role_id))
+    .where(_subscribers.c.public_id == bindparam("public_id"),
+           _subscribers.c.erased_at.is_(None))
+    .with_for_update(of=_subscribers)
+)
+_SUBSCRIPTIONS = (
+    select(_topics.c.id, _topics.c.slug, _topics.c.kind, _subscriptions.c.subscribed,
+           _subscriptions.c.frequency)
+    .join_from(_subscriptions, _topics, _topics.c.id == _subscriptions.c.topic_id)
+    .where(_subscriptions.c.subscriber_id == bindparam("subscriber_id"))
+)
+_TOPIC_KIND = select(_topics.c.kind).where(_topics.c.slug == bindparam("slug"))
+_STOP_TOPIC = (
+    update(_subscriptions)
+    .where(_subscriptions.c.subscriber_id == bindparam("b_subscriber_id"),
+           _subscriptions.c.topic_id == bindparam("b_topic_id"))
+    .values(subscribed=False, updated_at=bindparam("now"))
+)
+_BUMP = (
+    update(_subscribers)
+    .where(_subscribers.c.id == bindparam("subscriber_id"))
+    .values(version=bindparam("new_version"), updated_at=bindparam("now"),
+            unsubscribed_all=bindparam("all_off"))
+)
+_INSERT_EVENT = insert(_events)
+_ENABLED_ENDPOINTS = (
+    select(_endpoints.c.id, _endpoints.c.event_types).where(_endpoints.c.enabled.is_(True))
+)
+_INSERT_DELIVERY = insert(_deliveries)
+
+
+def _in_force(state) -> bool:
+    if state.topic_kind == "marketing":
+        # No subscription to the topic is as unsubscribed as one switched off.
+        return not state.subscribed
+    return state.unsubscribed_all
+
+
+def one_click_in_force(conn: Connection, claims: LinkClaims) -> bool:
+    """Whether the token's unsubscribe is already in force (one read, no lock).
+
+    Raises :class:`UnknownSubscriber` (unknown or erased) or :class:`RevokedLink`.
+    """
+    state = conn.execute(_STATE, {"public_id": claims.public_id, "slug": claims.topic}).first()
+    _check(state, claims)
+    return _in_force(state)
+
+
+def _check(row, claims: LinkClaims) -> None:
+    if row is None:
+        raise UnknownSubscriber("no such subscriber")
+    if claims.epoch < row.link_epoch:
+        raise RevokedLink("link revoked")
+
+
+def one_click_unsubscribe(conn: Connection, claims: LinkClaims, *, context: Context) -> int:
+    """Apply the token's unsubscribe in ``conn``'s write transaction; the number of events.
+
+    The caller holds the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: this locks the
+    subscriber row) and commits. The state is read again under the lock, so of two racing
+    clicks the second finds the first one's change and writes nothing. What is written is
+    what :func:`app.subscribers.services.unsubscribe` writes: the flag or the subscription,
+    version and updated_at, one event whose payload is the new snapshot, and one outbox row
+    per enabled endpoint that wants the event.
+    """
+    row = conn.execute(_LOCKED, {"public_id": claims.public_id}).first()
+    _check(row, claims)
+    subscriptions = conn.execute(_SUBSCRIPTIONS, {"subscriber_id": row.id}).all()
+    topic_kind = subscription = None
+    if claims.topic is not None:
+        subscription = next((s for s in subscriptions if s.slug == claims.topic), None)
+        topic_kind = (subscription.kind if subscription is not None
+                      else conn.execute(_TOPIC_KIND, {"slug": claims.topic}).scalar())
+    if topic_kind == "marketing":
+        if subscription is None or not subscription.subscribed:
+            return 0
+        type_, action, topic = "subscriber.unsubscribed", "topic.unsubscribed", claims.topic
+    else:
+        if row.unsubscribed_all:
+            return 0
+        type_, action, topic = "subscriber.unsubscribed", "unsubscribed_all", None
+    now = utcnow()
+    version = row.version + 1
+    if topic is not None:
+        conn.execute(_STOP_TOPIC, {"b_subscriber_id": row.id, "b_topic_id": subscription.id,
+                                   "now": now})
+    conn.execute(_BUMP, {"subscriber_id": row.id, "new_version": version, "now": now,
+                         "all_off": topic is None or row.unsubscribed_all})
+    snapshot = snapshot_of(
+        external_id=row.external_id, email=row.email, locale=row.locale, role=row.role,
+        unsubscribed_all=topic is None or row.unsubscribed_all,
+        topics=[(s.slug, False if s.slug == topic else s.subscribed, s.frequency)
+                for s in subscriptions],
+        version=version, updated_at=now,
+    )
+    # A topic goes from subscribed to not; the master switch from off to on.
+    before, after = (True, False) if topic is not None else (False, True)
+    change = {"action": action, "topic": topic, "before": before, "after": after}
+    created_at = utcnow()
+    event_id = conn.execute(_INSERT_EVENT, {
+        "subscriber_id": row.id, "type": type_, "action": action, "topic": topic,
+        "before": {"value": before}, "after": {"value": after},
+        "source": context.source, "actor": context.actor, "token_id": context.token_id,
+        "campaign": context.campaign, "version": version,
+        "payload": payload_of(snapshot, change, context.source), "created_at": created_at,
+    }).inserted_primary_key[0]
+    deliveries = [
+        {"endpoint_id": endpoint.id, "event_id": event_id, "subscriber_id": row.id,
+         "next_attempt_at": created_at}
+        for endpoint in conn.execute(_ENABLED_ENDPOINTS)
+        # The model's own rule for which events an endpoint receives.
+        if WebhookEndpoint.wants(endpoint, type_)
+    ]
+    if deliveries:
+        conn.execute(_INSERT_DELIVERY, deliveries)
+    return 1

@@ -32,9 +32,12 @@ from app.unsubscribe.forms import UndoForm, UnsubscribeForm
 from app.unsubscribe.services import (
     WritersQueueTimeout,
     is_unsubscribed,
+    one_click_in_force,
+    one_click_unsubscribe,
     open_unsubscribe,
     target_topic,
     undo,
+    verify_unsubscribe,
     writers_queue,
 )
 
@@ -211,13 +214,27 @@ def confirm(token: str):
 
 
 def _one_click(token: str) -> Response:
+    """A repeat is answered from one unlocked read; a change commits before the 200.
+
+    Core statements on the session's connection (no ORM objects): see
+    :func:`app.unsubscribe.services.one_click_unsubscribe`.
+    """
+    claims, _expired = verify_unsubscribe(get_signer(current_app), token)
     session = get_session()
     try:
-        with writers_queue(get_db()):
-            session, claims, subscriber, _expired = _open(token, for_update=True)
-            unsubscribe(session, subscriber, claims.topic,
-                        context=_context("one_click", claims))
+        if one_click_in_force(session.connection(), claims):
+            session.rollback()
+            return plain(200)
+        session.rollback()  # the read's snapshot; the write starts its own transaction
+        db = get_db()
+        with writers_queue(db):
+            session = get_session(write=True)
+            one_click_unsubscribe(session.connection(), claims,
+                                  context=_context("one_click", claims))
             session.commit()
+    except LinkError:
+        session.rollback()
+        raise
     except UNAVAILABLE:
         _rollback_quietly(session)
         return plain(503, **{"Retry-After": RETRY_AFTER})

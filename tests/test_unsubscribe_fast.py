@@ -1,0 +1,183 @@
+"""One rule, two paths: the one-click's Core fast path writes what the ORM ``unsubscribe()`` writes.
+
+Each case unsubscribes two identical subscribers, one through
+:func:`app.subscribers.services.unsubscribe` (the ORM rule every other caller uses) and one
+through :func:`app.unsubscribe.services.one_click_unsubscribe`, and compares the events
+(every column, the payload modulo the subscriber's own address, ids and times), the outbox
+rows and the subscriber's resulting state.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from app.events.models import Event
+from app.links.services import UNSUBSCRIBE, LinkClaims, RevokedLink, UnknownSubscriber
+from app.subscribers.models import Subscriber
+from app.subscribers.services import Context, change, erase, snapshot, unsubscribe
+from app.topics.models import Topic
+from app.unsubscribe.services import one_click_in_force, one_click_unsubscribe
+from app.webhooks.models import WebhookDelivery
+from app.webhooks.services import create_endpoint, disable_endpoint
+
+CONTEXT = Context(source="one_click", token_id="0123456789abcdef", campaign="spring")
+
+
+def claims_for(subscriber, topic: str | None) -> LinkClaims:
+    return LinkClaims(UNSUBSCRIBE, subscriber.public_id, subscriber.link_epoch, topic,
+                      CONTEXT.campaign, None, CONTEXT.token_id)
+
+
+def arrange(session, catalogue, *, unsubscribed_all: bool = False):
+    pair = [catalogue.subscriber(), catalogue.subscriber()]
+    if unsubscribed_all:
+        for subscriber in pair:
+            change(session, subscriber, context=Context(source="system"), unsubscribed_all=True,
+                   allowed={})
+        session.commit()
+    return pair
+
+
+def via_orm(session, subscriber, topic: str | None) -> None:
+    unsubscribe(session, subscriber, topic, context=CONTEXT)
+    session.commit()
+
+
+def via_fast_path(session, subscriber, topic: str | None) -> int:
+    count = one_click_unsubscribe(session.connection(), claims_for(subscriber, topic),
+                                  context=CONTEXT)
+    session.commit()
+    return count
+
+
+def recorded(session, subscriber) -> list[dict]:
+    """The one-click events, each with its outbox rows, comparable across subscribers."""
+    session.expire_all()
+    fresh = session.get(Subscriber, subscriber.id)
+    events = session.scalars(
+        select(Event).where(Event.subscriber_id == subscriber.id, Event.source == "one_click")
+        .order_by(Event.id)).all()
+    out = []
+    for event in events:
+        payload = dict(event.payload)
+        shown = dict(payload["subscriber"])
+        assert shown["email"] == fresh.email
+        assert shown["external_id"] == fresh.external_id
+        assert shown["updated_at"] == fresh.updated_at.isoformat().replace("+00:00", "Z")
+        assert shown == snapshot(fresh)  # the payload is the subscriber as it now is
+        for key in ("email", "external_id", "updated_at"):
+            shown.pop(key)
+        payload["subscriber"] = shown
+        assert event.created_at >= fresh.updated_at
+        deliveries = session.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.event_id == event.id)
+            .order_by(WebhookDelivery.endpoint_id)).all()
+        out.append({
+            "columns": (event.type, event.action, event.topic, event.before, event.after,
+                        event.source, event.actor, event.token_id, event.campaign,
+                        event.version),
+            "payload": payload,
+            "outbox": [
+                (d.endpoint_id, d.subscriber_id == subscriber.id, d.status, d.attempts,
+                 d.next_attempt_at == event.created_at, d.claimed_until, d.claimed_by,
+                 d.last_attempt_at, d.delivered_at)
+                for d in deliveries
+            ],
+        })
+    return out
+
+
+def state_of(session, subscriber) -> tuple:
+    session.expire_all()
+    fresh = session.get(Subscriber, subscriber.id)
+    return (fresh.version, fresh.unsubscribed_all,
+            {s.topic.slug: (s.subscribed, s.frequency) for s in fresh.subscriptions})
+
+
+def with_endpoints(session) -> None:
+    create_endpoint(session, "https://crm.example.com/all")
+    create_endpoint(session, "https://crm.example.com/unsubscribes",
+                    events=["subscriber.unsubscribed"])
+    create_endpoint(session, "https://crm.example.com/updates", events=["subscriber.updated"])
+    off, _ = create_endpoint(session, "https://crm.example.com/off")
+    disable_endpoint(session, off)
+    session.commit()
+
+
+CASES = [
+    # token topic, master switch already on, events expected
+    ("offers", False, 1),      # a subscribed marketing topic
+    ("offers", True, 1),       # the topic still goes off under the master switch
+    (None, False, 1),          # no topic: all marketing
+    ("receipts", False, 1),    # a transactional topic means all marketing
+    ("no-such-topic", False, 1),  # so does an unknown one
+    ("alerts", False, 0),      # already off: a repeat
+    (None, True, 0),           # already unsubscribed from everything
+    ("receipts", True, 0),
+]
+
+
+@pytest.mark.parametrize("endpoints", [False, True], ids=["no-endpoints", "endpoints"])
+@pytest.mark.parametrize(("topic", "already", "expected"), CASES)
+def test_fast_path_writes_what_the_orm_rule_writes(app, session, catalogue, topic, already,
+                                                   expected, endpoints):
+    if endpoints:
+        with_endpoints(session)
+    orm_subscriber, fast_subscriber = arrange(session, catalogue, unsubscribed_all=already)
+    assert state_of(session, orm_subscriber)[1:] == state_of(session, fast_subscriber)[1:]
+    before = state_of(session, fast_subscriber)
+    assert one_click_in_force(session.connection(),
+                              claims_for(fast_subscriber, topic)) is (expected == 0)
+    session.rollback()
+
+    via_orm(session, orm_subscriber, topic)
+    assert via_fast_path(session, fast_subscriber, topic) == expected
+
+    orm_events, fast_events = recorded(session, orm_subscriber), recorded(session, fast_subscriber)
+    assert len(fast_events) == expected
+    assert fast_events == orm_events
+    if endpoints and expected:
+        # "all" and "unsubscribes" want subscriber.unsubscribed; "updates" and "off" do not.
+        assert len(fast_events[0]["outbox"]) == 2
+    assert state_of(session, fast_subscriber) == state_of(session, orm_subscriber)
+    if not expected:
+        assert state_of(session, fast_subscriber) == before
+    # Now it is in force, and a second click changes nothing.
+    assert one_click_in_force(session.connection(), claims_for(fast_subscriber, topic))
+    session.rollback()
+    assert via_fast_path(session, fast_subscriber, topic) == 0
+    assert recorded(session, fast_subscriber) == fast_events
+
+
+def test_a_topic_never_subscribed_is_in_force_and_nothing_is_written(app, session, catalogue):
+    subscriber = catalogue.subscriber()  # a shopper has no "tips" subscription at all
+    assert session.scalar(select(Topic.kind).where(Topic.slug == "tips")) == "marketing"
+    before = state_of(session, subscriber)
+    assert one_click_in_force(session.connection(), claims_for(subscriber, "tips"))
+    session.rollback()
+    assert via_fast_path(session, subscriber, "tips") == 0
+    assert state_of(session, subscriber) == before
+    assert recorded(session, subscriber) == []
+
+
+def test_revoked_erased_and_unknown_are_refused_by_both_statements(app, session, catalogue):
+    subscriber = catalogue.subscriber()
+    old = claims_for(subscriber, "offers")
+    subscriber.link_epoch += 1
+    session.commit()
+    for check in (one_click_in_force,
+                  lambda conn, claims: one_click_unsubscribe(conn, claims, context=CONTEXT)):
+        with pytest.raises(RevokedLink):
+            check(session.connection(), old)
+        session.rollback()
+    current = claims_for(subscriber, "offers")
+    erase(session, subscriber, context=Context(source="system"))
+    session.commit()
+    ghost = LinkClaims(UNSUBSCRIBE, "no-such-public-id", 0, None, None, None, "x")
+    for claims in (current, ghost):
+        for check in (one_click_in_force,
+                      lambda conn, c: one_click_unsubscribe(conn, c, context=CONTEXT)):
+            with pytest.raises(UnknownSubscriber):
+                check(session.connection(), claims)
+            session.rollback()
