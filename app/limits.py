@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import math
+import time
+from functools import lru_cache
+
+from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import RateLimitItem, parse_many
+from werkzeug.exceptions import TooManyRequests
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 
@@ -30,3 +36,24 @@ def login_limit():
     from flask import current_app
 
     return current_app.config["RATELIMIT_LOGIN"]
+
+
+@lru_cache(maxsize=32)
+def _items(limit: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(limit))
+
+
+def check_limit(limit: str, scope: str) -> None:
+    """Count this request against ``limit`` (per client address); 429 with Retry-After if over.
+
+    For a hot route exempted from Flask-Limiter's per-request machinery (resolving every
+    decorated and default limit twice per request): the same storage and strategy, one hit.
+    """
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        return
+    strategy = limiter.limiter
+    key = get_remote_address()
+    for item in _items(limit):
+        if not strategy.hit(item, key, scope):
+            reset = strategy.get_window_stats(item, key, scope).reset_time
+            raise TooManyRequests(retry_after=max(1, math.ceil(reset - time.time())))

@@ -23,7 +23,7 @@ from wtforms.validators import ValidationError
 
 from app import csrf
 from app.db import get_db, get_session
-from app.limits import limiter, public_limit
+from app.limits import check_limit, limiter, public_limit
 from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for
 from app.preferences.services import mask_email, transactional_names
 from app.preferences.views import render_link_error
@@ -75,8 +75,14 @@ def post_limit() -> str:
     return public_limit()
 
 
-def post_scope(_endpoint: str) -> str:
+def post_scope() -> str:
     return "one-click" if is_one_click() else "public"
+
+
+@limiter.request_filter
+def _limited_by_its_view() -> bool:
+    """``POST /u/<token>`` checks its own limit (:func:`app.limits.check_limit`), once."""
+    return request.endpoint == "unsubscribe.confirm"
 
 
 def is_one_click() -> bool:
@@ -196,9 +202,9 @@ def page(token: str):
 
 @csrf.exempt
 @bp.post("/<token>")
-@limiter.limit(post_limit, scope=post_scope)
 def confirm(token: str):
     """RFC 8058 one-click, or the page's form (which carries its own CSRF token)."""
+    check_limit(post_limit(), post_scope())
     if request.mimetype not in FORM_TYPES:
         return plain(415)
     if is_one_click():
