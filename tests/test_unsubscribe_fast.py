@@ -181,3 +181,35 @@ def test_revoked_erased_and_unknown_are_refused_by_both_statements(app, session,
             with pytest.raises(UnknownSubscriber):
                 check(session.connection(), claims)
             session.rollback()
+
+
+def test_on_the_engine_repeats_read_a_pooled_connection_and_leave_it_as_it_was(
+        live_app, live_catalogue, live_links, live_session):
+    """Through a real engine (no test transaction): the bare-cursor read of a repeat."""
+    subscriber = live_catalogue.subscriber()
+    path = live_links.unsubscribe(subscriber, topic="offers")
+    client = live_app.test_client()
+    one_click = {"List-Unsubscribe": "One-Click"}
+    statuses = [client.post(path, data=one_click).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 200]
+    engine = live_app.extensions["prefcenter.db"].engine
+    live_session.close()
+    pooled = [engine.connect() for _ in range(engine.pool.checkedin())]  # every pooled one
+    assert pooled, engine.pool.status()
+    for conn in pooled:
+        driver = conn.connection.driver_connection
+        if engine.dialect.name == "postgresql":
+            assert driver.autocommit is False  # transactions still begin
+        else:
+            assert driver.isolation_level is None  # SQLAlchemy still decides when they begin
+        conn.close()
+    assert len(recorded(live_session, subscriber)) == 1
+    revoked = live_links.unsubscribe(subscriber, topic="offers")
+    live_session.get(Subscriber, subscriber.id).link_epoch += 1
+    live_session.commit()
+    assert client.post(revoked, data=one_click).status_code == 410
+    erase(live_session, live_session.get(Subscriber, subscriber.id),
+          context=Context(source="system"))
+    live_session.commit()
+    fresh = live_links.unsubscribe(live_session.get(Subscriber, subscriber.id))
+    assert client.post(fresh, data=one_click).status_code == 404

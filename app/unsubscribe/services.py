@@ -13,9 +13,10 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from app.db import Database, utcnow
@@ -239,6 +240,45 @@ def one_click_in_force(conn: Connection, claims: LinkClaims) -> bool:
     state = conn.execute(_STATE, {"public_id": claims.public_id, "slug": claims.topic}).first()
     _check(state, claims)
     return _in_force(state)
+
+
+class OneClickState(NamedTuple):
+    link_epoch: int
+    unsubscribed_all: bool
+    topic_kind: str | None
+    subscribed: bool | None
+
+
+class StateReader:
+    """:data:`_STATE` compiled once for a dialect, run on a bare DBAPI cursor.
+
+    The repeat check is the hot path of one-click (mailbox providers retry, and every
+    message of a send carries the same link): without SQLAlchemy's per-execution work
+    (connection facade, transaction events, result processing) it costs a few
+    microseconds on SQLite instead of about 60. Values need no result processing:
+    integers, a string, and booleans (SQLite's 0/1 are as true or false as they read).
+    """
+
+    def __init__(self, dialect: Dialect):
+        compiled = _STATE.compile(dialect=dialect)
+        self.sql = compiled.string
+        self._compiled = compiled
+        self._positions = compiled.positiontup
+
+    def params(self, claims: LinkClaims):
+        values = self._compiled.construct_params(
+            {"public_id": claims.public_id, "slug": claims.topic})
+        if self._positions is not None:
+            return tuple(values[name] for name in self._positions)
+        return values
+
+    def in_force(self, cursor, claims: LinkClaims) -> bool:
+        """Like :func:`one_click_in_force`, on a DBAPI cursor."""
+        cursor.execute(self.sql, self.params(claims))
+        row = cursor.fetchone()
+        state = None if row is None else OneClickState(*row)
+        _check(state, claims)
+        return _in_force(state)
 
 
 def _check(row, claims: LinkClaims) -> None:

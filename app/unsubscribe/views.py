@@ -12,14 +12,11 @@ change, the answer is 503 with Retry-After and the mailbox provider retries.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import validate_csrf
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -35,6 +32,7 @@ from app.preferences.views import render_link_error
 from app.subscribers.services import Context, unsubscribe
 from app.unsubscribe.forms import UndoForm, UnsubscribeForm
 from app.unsubscribe.services import (
+    StateReader,
     WritersQueueTimeout,
     is_unsubscribed,
     one_click_in_force,
@@ -224,26 +222,44 @@ def confirm(token: str):
     return _browser(token)
 
 
-@contextmanager
-def _reading(session: Session) -> Iterator[Connection]:
-    """A connection for one read, outside the ORM session's transaction.
+_READERS: dict[tuple, StateReader] = {}
 
-    On PostgreSQL in autocommit: the read is one statement, so it needs no BEGIN and
-    no ROLLBACK round trips. A session bound to a connection (the test suite's rolled-back
-    transaction) reads through that connection instead.
+
+def _already_done(session: Session, claims) -> bool:
+    """The repeat check: one statement, no transaction, no lock, no ORM.
+
+    On the engine it runs on a bare DBAPI connection from the pool (PostgreSQL in
+    autocommit, so no BEGIN/ROLLBACK round trips). A session bound to a connection
+    (the test suite's rolled-back transaction) reads through that connection.
     """
     bind = session.get_bind()
     if not isinstance(bind, Engine):
-        yield session.connection()
-        session.rollback()
-        return
-    conn = bind.connect()
+        try:
+            return one_click_in_force(session.connection(), claims)
+        finally:
+            session.rollback()
+    dialect = bind.dialect
+    key = (dialect.name, dialect.driver, dialect.paramstyle)
+    reader = _READERS.get(key) or _READERS.setdefault(key, StateReader(dialect))
+    raw = bind.raw_connection()  # from the pool; PostgreSQL's are pre-pinged
+    autocommit = dialect.name == "postgresql"
     try:
-        if bind.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
+        if autocommit:
+            raw.driver_connection.autocommit = True
+        try:
+            cursor = raw.cursor()
+            try:
+                return reader.in_force(cursor, claims)
+            finally:
+                cursor.close()
+        finally:
+            if autocommit:
+                raw.driver_connection.autocommit = False
+    except dialect.loaded_dbapi.Error as exc:
+        raw.invalidate(exc)  # never back to the pool half-reset
+        raise DBAPIError(reader.sql, None, exc) from exc
     finally:
-        conn.close()
+        raw.close()
 
 
 def _one_click(token: str) -> Response:
@@ -254,9 +270,8 @@ def _one_click(token: str) -> Response:
     claims, _expired = verify_unsubscribe(get_signer(current_app), token)
     session = get_session()
     try:
-        with _reading(session) as conn:
-            if one_click_in_force(conn, claims):
-                return plain(200)
+        if _already_done(session, claims):
+            return plain(200)
         db = get_db()
         with writers_queue(db):
             session = get_session(write=True)
