@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
+from app import create_app
 from app.events.models import Event
-from app.links.services import UNSUBSCRIBE, LinkClaims, RevokedLink, UnknownSubscriber
+from app.links.services import (
+    UNSUBSCRIBE,
+    LinkClaims,
+    RevokedLink,
+    UnknownSubscriber,
+    get_signer,
+)
 from app.subscribers.models import Subscriber
 from app.subscribers.services import Context, change, erase, snapshot, unsubscribe
 from app.topics.models import Topic
 from app.unsubscribe.services import one_click_in_force, one_click_unsubscribe
 from app.webhooks.models import WebhookDelivery
 from app.webhooks.services import create_endpoint, disable_endpoint
+from tests.conftest import make_config
 
 CONTEXT = Context(source="one_click", token_id="0123456789abcdef", campaign="spring")
 
@@ -213,3 +222,22 @@ def test_on_the_engine_repeats_read_a_pooled_connection_and_leave_it_as_it_was(
     live_session.commit()
     fresh = live_links.unsubscribe(live_session.get(Subscriber, subscriber.id))
     assert client.post(fresh, data=one_click).status_code == 404
+
+
+def test_an_unreachable_database_answers_503_with_retry_after(database_url, tmp_path):
+    """No server behind the URL (PostgreSQL: a closed port; SQLite: no such directory)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        unreachable = url.set(host="127.0.0.1", port=1).render_as_string(hide_password=False)
+    else:
+        unreachable = f"sqlite:///{tmp_path / 'missing' / 'db.sqlite3'}"
+    application = create_app(make_config(unreachable))
+    try:
+        token = get_signer(application).mint(UNSUBSCRIBE, "someone", topic="offers")
+        response = application.test_client().post(
+            f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert response.mimetype == "text/plain"
+        assert int(response.headers["Retry-After"]) > 0
+    finally:
+        application.extensions["prefcenter.db"].engine.dispose()

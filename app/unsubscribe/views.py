@@ -241,7 +241,10 @@ def _already_done(session: Session, claims) -> bool:
     dialect = bind.dialect
     key = (dialect.name, dialect.driver, dialect.paramstyle)
     reader = _READERS.get(key) or _READERS.setdefault(key, StateReader(dialect))
-    raw = bind.raw_connection()  # from the pool; PostgreSQL's are pre-pinged
+    try:
+        raw = bind.raw_connection()  # from the pool; PostgreSQL's are pre-pinged
+    except dialect.loaded_dbapi.Error as exc:  # the pool does not wrap a failed connect
+        raise DBAPIError(reader.sql, None, exc) from exc
     autocommit = dialect.name == "postgresql"
     try:
         if autocommit:
