@@ -355,3 +355,10 @@ def test_audit_log_lists_entries_newest_first(ui, session):
     assert page.index("role.create") < page.index("topic.create")
     assert "root@example.com" in page
     assert "ندوات عبر الإنترنت" in page  # details shown as text, not \u escapes
+
+
+def test_field_errors_are_translated(ui):
+    bad = ui.post("/admin/roles/new?lang=ru",
+                  data={"csrf_token": token(ui), "slug": "partner"})
+    assert bad.status_code == 422
+    assert "Нужно название на языке по умолчанию" in bad.get_data(as_text=True)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -141,14 +142,14 @@ def missing_locales(translations, locales: list[str], attr: str = "name") -> lis
 
 def _check_topic(data: TopicData, default_locale: str) -> None:
     if data.kind not in KINDS:
-        raise AdminError("unknown kind", "kind")
+        raise AdminError(_l("unknown kind"), "kind")
     if not data.frequencies or any(f not in FREQUENCIES for f in data.frequencies):
-        raise AdminError("choose at least one frequency", "frequencies")
+        raise AdminError(_l("choose at least one frequency"), "frequencies")
     if data.default_frequency not in data.frequencies:
-        raise AdminError("the default frequency must be one of the offered ones",
+        raise AdminError(_l("the default frequency must be one of the offered ones"),
                          "default_frequency")
     if not (data.names.get(default_locale) or "").strip():
-        raise AdminError("a name in the default locale is required", f"name_{default_locale}")
+        raise AdminError(_l("a name in the default locale is required"), f"name_{default_locale}")
 
 
 def _set_topic_texts(topic: Topic, data: TopicData) -> None:
@@ -172,9 +173,9 @@ def create_topic(session: Session, slug: str, data: TopicData, *, actor: str,
                  default_locale: str) -> Topic:
     slug = (slug or "").strip()
     if not SLUG_RE.match(slug):
-        raise AdminError("use lowercase letters, digits, - and _ (at most 64)", "slug")
+        raise AdminError(_l("use lowercase letters, digits, - and _ (at most 64)"), "slug")
     if session.scalar(select(Topic.id).where(Topic.slug == slug)) is not None:
-        raise AdminError("a topic with this slug already exists", "slug")
+        raise AdminError(_l("a topic with this slug already exists"), "slug")
     _check_topic(data, default_locale)
     position = (session.scalar(select(func.max(Topic.position))) or 0) + 1
     topic = Topic(slug=slug, kind=data.kind, frequencies=list(data.frequencies),
@@ -298,11 +299,11 @@ def create_role(session: Session, slug: str, names: dict[str, str], *, actor: st
                 default_locale: str) -> Role:
     slug = (slug or "").strip()
     if not SLUG_RE.match(slug):
-        raise AdminError("use lowercase letters, digits, - and _ (at most 64)", "slug")
+        raise AdminError(_l("use lowercase letters, digits, - and _ (at most 64)"), "slug")
     if session.scalar(select(Role.id).where(Role.slug == slug)) is not None:
-        raise AdminError("a role with this slug already exists", "slug")
+        raise AdminError(_l("a role with this slug already exists"), "slug")
     if not (names.get(default_locale) or "").strip():
-        raise AdminError("a name in the default locale is required", f"name_{default_locale}")
+        raise AdminError(_l("a name in the default locale is required"), f"name_{default_locale}")
     position = (session.scalar(select(func.max(Role.position))) or 0) + 1
     role = Role(slug=slug, position=position)
     _set_role_names(role, names)
@@ -317,11 +318,11 @@ def update_role(session: Session, role: Role, names: dict[str, str],
                 topics: dict[int, RoleTopicData], *, actor: str, default_locale: str) -> Role:
     """Names, and each role topic's default and benefit texts, in one go."""
     if not (names.get(default_locale) or "").strip():
-        raise AdminError("a name in the default locale is required", f"name_{default_locale}")
+        raise AdminError(_l("a name in the default locale is required"), f"name_{default_locale}")
     by_id = {rt.id: rt for rt in role.role_topics}
     unknown = set(topics) - set(by_id)
     if unknown:
-        raise AdminError("a topic of this form is no longer on the role; reload the page")
+        raise AdminError(_l("a topic of this form is no longer on the role; reload the page"))
     _set_role_names(role, names)
     for rt_id, data in topics.items():
         rt = by_id[rt_id]
@@ -357,9 +358,9 @@ def addable_topics(session: Session, role: Role) -> list[Topic]:
 
 def add_role_topic(session: Session, role: Role, topic: Topic, *, actor: str) -> RoleTopic:
     if topic.kind != "marketing" or topic.archived:
-        raise AdminError("only marketing topics that are not archived can be added", "topic")
+        raise AdminError(_l("only marketing topics that are not archived can be added"), "topic")
     if any(rt.topic_id == topic.id for rt in role.role_topics):
-        raise AdminError("this topic is already on the role", "topic")
+        raise AdminError(_l("this topic is already on the role"), "topic")
     rt = RoleTopic(topic=topic, position=len(role.role_topics), default_subscribed=False)
     role.role_topics.append(rt)
     session.flush()

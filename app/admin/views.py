@@ -18,7 +18,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import get_locale
+from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from wtforms import SelectChoice
 
@@ -496,7 +496,7 @@ def subscriber_change(subscriber_id: int):
         return _subscriber_page(_get_or_404(Subscriber, subscriber_id), 422,
                                 _("Nothing was saved: %(reason)s", reason=str(exc)))
     session.commit()
-    flash(_("Saved: %(count)s change(s).", count=len(events)))
+    flash(ngettext("Saved: %(num)d change.", "Saved: %(num)d changes.", len(events)))
     return redirect(url_for("admin.subscriber", subscriber_id=found.id), code=303)
 
 
