@@ -38,19 +38,16 @@ def create_app(config: dict | None = None) -> Flask:
 
 def register_blueprints(app: Flask) -> None:
     """Every blueprint and its URL prefix, in one place."""
+    from app.admin.views import bp as admin_bp
+    from app.api.views import bp as api_bp
     from app.health import bp as health_bp
     from app.preferences.views import bp as preferences_bp
     from app.unsubscribe.views import bp as unsubscribe_bp
+    from app.webhooks.api import bp as webhooks_api_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(preferences_bp, url_prefix="/p")
     app.register_blueprint(unsubscribe_bp, url_prefix="/u")
-    from app.webhooks.api import bp as webhooks_api_bp
-
-    app.register_blueprint(webhooks_api_bp, url_prefix="/api/v1")
-    from app.api.views import bp as api_bp
-
     app.register_blueprint(api_bp, url_prefix="/api/v1")
-    from app.admin.views import bp as admin_bp
-
+    app.register_blueprint(webhooks_api_bp, url_prefix="/api/v1")
     app.register_blueprint(admin_bp, url_prefix="/admin")

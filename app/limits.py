@@ -21,20 +21,14 @@ def init_app(app: Flask) -> None:
 
 
 def public_limit():
-    from flask import current_app
-
     return current_app.config["RATELIMIT_PUBLIC"]
 
 
 def api_limit():
-    from flask import current_app
-
     return current_app.config["RATELIMIT_API"]
 
 
 def login_limit():
-    from flask import current_app
-
     return current_app.config["RATELIMIT_LOGIN"]
 
 

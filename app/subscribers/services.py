@@ -269,11 +269,11 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
         session.add(Suppression(email_hash=email_hash(subscriber.email), reason="erased",
                                 created_at=now))
     subscriber.version += 1
+    subscriber.updated_at = now
     event = record_event(session, subscriber, type="subscriber.erased", action="erased",
                          source=context.source, actor=context.actor,
                          token_id=context.token_id, campaign=context.campaign)
-    final = {**snapshot(subscriber), "email": None, "unsubscribed_all": True, "topics": {},
-             "updated_at": now.isoformat().replace("+00:00", "Z")}
+    final = {**snapshot(subscriber), "email": None, "unsubscribed_all": True, "topics": {}}
     emails = {subscriber.email.lower()} if subscriber.email else set()
     history = session.scalars(
         select(Event).where(Event.subscriber_id == subscriber.id)
@@ -288,7 +288,6 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
     subscriber.erased_at = now
     subscriber.unsubscribed_all = True
     subscriber.link_epoch += 1
-    subscriber.updated_at = now
     subscriber.subscriptions.clear()
     session.flush()
     seal(session, subscriber, [event], final)

@@ -290,18 +290,26 @@ def _one_click(token: str) -> Response:
     return plain(200)
 
 
-def _browser(token: str):
+def _locked(token: str, apply):
+    """Open the link under the write lock, ``apply(session, subscriber, claims, topic)``,
+    commit; ``(claims, subscriber, expired, topic, events)``. 503 if it cannot be durable."""
     session = get_session()
     try:
         with writers_queue(get_db()):
             session, claims, subscriber, expired = _open(token, for_update=True)
             topic = target_topic(subscriber, session, claims.topic)
-            events = unsubscribe(session, subscriber, claims.topic,
-                                 context=_context("unsubscribe_page", claims))
+            events = apply(session, subscriber, claims, topic)
             session.commit()
     except UNAVAILABLE as exc:
         _rollback_quietly(session)
         raise ServiceUnavailable(retry_after=int(RETRY_AFTER)) from exc
+    return claims, subscriber, expired, topic, events
+
+
+def _browser(token: str):
+    claims, subscriber, expired, topic, events = _locked(
+        token, lambda session, subscriber, claims, _topic: unsubscribe(
+            session, subscriber, claims.topic, context=_context("unsubscribe_page", claims)))
     return render_template(
         "unsubscribe/done.html",
         undo_form=UndoForm() if events else None,
@@ -314,16 +322,9 @@ def _browser(token: str):
 @limiter.limit(public_limit)
 def take_back(token: str):
     """Re-subscribe exactly what the link unsubscribes (CSRF-protected form)."""
-    session = get_session()
-    try:
-        with writers_queue(get_db()):
-            session, claims, subscriber, expired = _open(token, for_update=True)
-            topic = target_topic(subscriber, session, claims.topic)
-            undo(session, subscriber, topic, context=_context("unsubscribe_page", claims))
-            session.commit()
-    except UNAVAILABLE as exc:
-        _rollback_quietly(session)
-        raise ServiceUnavailable(retry_after=int(RETRY_AFTER)) from exc
+    claims, subscriber, expired, topic, _events = _locked(
+        token, lambda session, subscriber, claims, topic: undo(
+            session, subscriber, topic, context=_context("unsubscribe_page", claims)))
     return render_template(
         "unsubscribe/done.html",
         undo_form=None,
