@@ -281,18 +281,19 @@ def ordered_roles(session: Session) -> list[Role]:
     return list(session.scalars(select(Role).order_by(Role.position, Role.slug)))
 
 
-def _set_role_names(role: Role, names: dict[str, str]) -> None:
-    existing = {t.locale: t for t in role.translations}
-    for locale, raw in names.items():
-        name = (raw or "").strip()
+def _sync_texts(rows: list, texts: dict[str, str], attr: str, make) -> None:
+    """Set ``attr`` on each locale's row of ``rows``: add missing rows, drop emptied ones."""
+    existing = {t.locale: t for t in rows}
+    for locale, raw in texts.items():
+        text = (raw or "").strip()
         row = existing.get(locale)
-        if not name:
+        if not text:
             if row is not None:
-                role.translations.remove(row)
+                rows.remove(row)
         elif row is None:
-            role.translations.append(RoleTranslation(locale=locale, name=name))
+            rows.append(make(locale=locale, **{attr: text}))
         else:
-            row.name = name
+            setattr(row, attr, text)
 
 
 def create_role(session: Session, slug: str, names: dict[str, str], *, actor: str,
@@ -306,7 +307,7 @@ def create_role(session: Session, slug: str, names: dict[str, str], *, actor: st
         raise AdminError(_l("a name in the default locale is required"), f"name_{default_locale}")
     position = (session.scalar(select(func.max(Role.position))) or 0) + 1
     role = Role(slug=slug, position=position)
-    _set_role_names(role, names)
+    _sync_texts(role.translations, names, "name", RoleTranslation)
     session.add(role)
     session.flush()
     audit(session, actor, "role.create", "role", role.id,
@@ -323,21 +324,11 @@ def update_role(session: Session, role: Role, names: dict[str, str],
     unknown = set(topics) - set(by_id)
     if unknown:
         raise AdminError(_l("a topic of this form is no longer on the role; reload the page"))
-    _set_role_names(role, names)
+    _sync_texts(role.translations, names, "name", RoleTranslation)
     for rt_id, data in topics.items():
         rt = by_id[rt_id]
         rt.default_subscribed = data.default_subscribed
-        existing = {t.locale: t for t in rt.translations}
-        for locale, raw in data.benefits.items():
-            text = (raw or "").strip()
-            row = existing.get(locale)
-            if not text:
-                if row is not None:
-                    rt.translations.remove(row)
-            elif row is None:
-                rt.translations.append(RoleTopicTranslation(locale=locale, benefit=text))
-            else:
-                row.benefit = text
+        _sync_texts(rt.translations, data.benefits, "benefit", RoleTopicTranslation)
     session.flush()
     audit(session, actor, "role.update", "role", role.id, {
         "slug": role.slug,
