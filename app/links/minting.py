@@ -109,6 +109,15 @@ class Minter:
     def for_app(cls, app) -> Minter:
         return cls(app.config["SECRET_KEYS"], app.config["BASE_URL"])
 
+    @classmethod
+    def cached(cls, app) -> Minter:
+        """The app's minter, rebuilt only when its keys or base URL change."""
+        key = (tuple(app.config["SECRET_KEYS"]), app.config["BASE_URL"])
+        found = app.extensions.get("prefcenter.minter")
+        if found is None or found[0] != key:
+            found = app.extensions["prefcenter.minter"] = (key, cls.for_app(app))
+        return found[1]
+
     def _timestamp(self) -> bytes:
         now = int(time.time())
         if now != self._second:

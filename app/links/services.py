@@ -163,21 +163,9 @@ def get_signer(app) -> LinkSigner:
 def links_for(app, subscriber, *, topic: str | None = None, campaign: str | None = None,
               locale: str | None = None) -> dict:
     """Preference URL, unsubscribe URL and the RFC 8058 headers for one email."""
-    signer = get_signer(app)
-    base = app.config["BASE_URL"]
-    pref = signer.mint(PREFERENCES, subscriber.public_id, epoch=subscriber.link_epoch,
-                       topic=topic, campaign=campaign, locale=locale)
-    unsub = signer.mint(UNSUBSCRIBE, subscriber.public_id, epoch=subscriber.link_epoch,
-                        topic=topic, campaign=campaign, locale=locale)
-    unsubscribe_url = f"{base}/u/{unsub}"
-    return {
-        "preferences_url": f"{base}/p/{pref}",
-        "unsubscribe_url": unsubscribe_url,
-        "headers": {
-            "List-Unsubscribe": f"<{unsubscribe_url}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
-    }
+    from app.links.minting import Minter
+
+    return Minter.cached(app).links(subscriber, topic=topic, campaign=campaign, locale=locale)
 
 
 def open_link(session, signer: LinkSigner, purpose: str, token: str, *, for_update: bool = False):
