@@ -103,19 +103,15 @@ def audit_page(session: Session, page: int, per_page: int = 50):
 def dashboard_counts(session: Session, now: dt.datetime | None = None) -> dict:
     now = now or utcnow()
     live = Subscriber.erased_at.is_(None)
-    deliveries = dict(session.execute(
-        select(WebhookDelivery.status, func.count(WebhookDelivery.id))
-        .group_by(WebhookDelivery.status)
-    ).all())
+    deliveries = webhooks.count_deliveries(session)
     return {
         "subscribers": session.scalar(select(func.count(Subscriber.id)).where(live)) or 0,
         "unsubscribed_all": session.scalar(
             select(func.count(Subscriber.id)).where(live, Subscriber.unsubscribed_all)) or 0,
         "events_24h": session.scalar(select(func.count(Event.id)).where(
             Event.created_at >= now - dt.timedelta(hours=24))) or 0,
-        "deliveries_pending": deliveries.get("pending", 0),
-        "deliveries_dead": deliveries.get("dead", 0),
-        "deliveries": deliveries,
+        "deliveries_pending": deliveries[webhooks.PENDING],
+        "deliveries_dead": deliveries[webhooks.DEAD],
     }
 
 

@@ -561,7 +561,7 @@ def _webhook_page(endpoint, status: int = 200, *, error: str | None = None, resu
                    deliveries=[webhook_services.describe_delivery(session, d)
                                for d in deliveries],
                    more=more, filter=filter_, filters=webhook_services.DELIVERY_FILTERS,
-                   counts=services.endpoint_counts(session).get(endpoint.id, {}),
+                   counts=webhook_services.count_deliveries(session, endpoint.id),
                    error=error, result=result)
 
 
