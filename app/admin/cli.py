@@ -18,6 +18,11 @@ def admins_group() -> None:
     """Administrators of the /admin pages."""
 
 
+password_stdin_option = click.option(
+    "--password-stdin", is_flag=True,
+    help="Read the password from the first line of standard input.")
+
+
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -40,8 +45,7 @@ def _run(action, email: str, password: str):
 
 @admins_group.command("create")
 @click.argument("email")
-@click.option("--password-stdin", is_flag=True,
-              help="Read the password from the first line of standard input.")
+@password_stdin_option
 @with_appcontext
 def create(email: str, password_stdin: bool) -> None:
     """Create an administrator EMAIL; the password is asked for twice."""
@@ -51,8 +55,7 @@ def create(email: str, password_stdin: bool) -> None:
 
 @admins_group.command("set-password")
 @click.argument("email")
-@click.option("--password-stdin", is_flag=True,
-              help="Read the password from the first line of standard input.")
+@password_stdin_option
 @with_appcontext
 def set_password_command(email: str, password_stdin: bool) -> None:
     """Set a new password for EMAIL; every session of that admin ends."""
