@@ -8,6 +8,7 @@ from flask import Blueprint, request
 
 from app import csrf
 from app.api.auth import require_api_key
+from app.api.services import ApiProblem
 from app.db import get_session
 from app.errors import problem
 from app.limits import api_limit, limiter
@@ -37,24 +38,29 @@ csrf.exempt(bp)
 limiter.limit(api_limit)(bp)
 
 
+@bp.errorhandler(ApiProblem)
+def _api_problem(exc: ApiProblem):
+    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+
 def _invalid(detail: str):
     return problem(422, "Unprocessable Content", detail)
 
 
-def _body() -> dict | None:
+def _body() -> dict:
+    """The request's JSON object, or a 400 problem."""
     data = request.get_json(silent=True)
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise ApiProblem(400, "Bad Request", "The body must be a JSON object.")
+    return data
 
 
-def _not_json():
-    return problem(400, "Bad Request", "The body must be a JSON object.")
-
-
-def _endpoint_or_404(session, endpoint_id: str):
+def _endpoint(session, endpoint_id: str):
+    """The endpoint, or a 404 problem."""
     endpoint = get_endpoint(session, endpoint_id)
     if endpoint is None:
-        return None, problem(404, "Not Found", f"No webhook endpoint {endpoint_id!r}.")
-    return endpoint, None
+        raise ApiProblem(404, "Not Found", f"No webhook endpoint {endpoint_id!r}.")
+    return endpoint
 
 
 def _when(value, name: str) -> dt.datetime:
@@ -71,8 +77,6 @@ def _when(value, name: str) -> dt.datetime:
 @require_api_key
 def create():
     data = _body()
-    if data is None:
-        return _not_json()
     session = get_session(write=True)
     try:
         endpoint, secret = create_endpoint(session, data.get("url"), events=data.get("events"),
@@ -92,20 +96,15 @@ def index():
 @bp.get("/webhook-endpoints/<endpoint_id>")
 @require_api_key
 def show(endpoint_id: str):
-    endpoint, error = _endpoint_or_404(get_session(), endpoint_id)
-    return error or describe_endpoint(endpoint)
+    return describe_endpoint(_endpoint(get_session(), endpoint_id))
 
 
 @bp.patch("/webhook-endpoints/<endpoint_id>")
 @require_api_key
 def patch(endpoint_id: str):
     data = _body()
-    if data is None:
-        return _not_json()
     session = get_session(write=True)
-    endpoint, error = _endpoint_or_404(session, endpoint_id)
-    if error:
-        return error
+    endpoint = _endpoint(session, endpoint_id)
     enabled = data.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
         return _invalid("enabled must be true or false")
@@ -126,9 +125,7 @@ def patch(endpoint_id: str):
 @require_api_key
 def delete(endpoint_id: str):
     session = get_session(write=True)
-    endpoint, error = _endpoint_or_404(session, endpoint_id)
-    if error:
-        return error
+    endpoint = _endpoint(session, endpoint_id)
     delete_endpoint(session, endpoint)
     session.commit()
     return "", 204
@@ -138,9 +135,7 @@ def delete(endpoint_id: str):
 @require_api_key
 def deliveries(endpoint_id: str):
     session = get_session()
-    endpoint, error = _endpoint_or_404(session, endpoint_id)
-    if error:
-        return error
+    endpoint = _endpoint(session, endpoint_id)
     status = request.args.get("status") or None
     if status is not None and status not in DELIVERY_FILTERS:
         return _invalid(f"status must be one of {', '.join(DELIVERY_FILTERS)}")
@@ -164,12 +159,8 @@ def deliveries(endpoint_id: str):
 @require_api_key
 def replay(endpoint_id: str):
     data = _body()
-    if data is None:
-        return _not_json()
     session = get_session(write=True)
-    endpoint, error = _endpoint_or_404(session, endpoint_id)
-    if error:
-        return error
+    endpoint = _endpoint(session, endpoint_id)
     try:
         if "delivery_id" in data:
             delivery_id = data["delivery_id"]
@@ -202,16 +193,12 @@ def replay(endpoint_id: str):
 @require_api_key
 def rotate(endpoint_id: str):
     data = _body() if request.get_data() else {}
-    if data is None:
-        return _not_json()
     overlap = data.get("overlap_seconds")
     if overlap is not None and (not isinstance(overlap, int) or isinstance(overlap, bool)
                                 or overlap < 0):
         return _invalid("overlap_seconds must be a non-negative integer")
     session = get_session(write=True)
-    endpoint, error = _endpoint_or_404(session, endpoint_id)
-    if error:
-        return error
+    endpoint = _endpoint(session, endpoint_id)
     secret = rotate_secret(session, endpoint, overlap=overlap)
     session.commit()
     return {**describe_endpoint(endpoint), "secret": secret}
@@ -221,8 +208,6 @@ def rotate(endpoint_id: str):
 @require_api_key
 def test(endpoint_id: str):
     session = get_session()
-    endpoint, error = _endpoint_or_404(session, endpoint_id)
-    if error:
-        return error
+    endpoint = _endpoint(session, endpoint_id)
     result = send_test_event(session, endpoint)
     return {"ok": result.ok, "status_code": result.status_code, "error": result.error}
