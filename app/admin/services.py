@@ -6,6 +6,7 @@ through :func:`app.subscribers.services.change` and are recorded as events.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -403,12 +404,8 @@ def find_subscribers(session: Session, query: str, limit: int = 50) -> list[Subs
         return []
     conditions = [Subscriber.external_id == query]
     if "@" in query:
-        try:
-            email = normalise_email(query)
-        except InvalidEmail:
-            email = None
-        if email:
-            conditions.append(Subscriber.email == email)
+        with contextlib.suppress(InvalidEmail):
+            conditions.append(Subscriber.email == normalise_email(query))
     escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     conditions.append(Subscriber.external_id.like(f"{escaped}%", escape="\\"))
     return list(session.scalars(

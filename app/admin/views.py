@@ -455,7 +455,8 @@ def subscribers():
 def _subscriber_page(subscriber: Subscriber, status: int = 200, error: str | None = None):
     session = get_session()
     locale = str(get_locale())
-    events, total = services.history_page(session, subscriber, _page(), PER_PAGE)
+    page = _page()
+    events, total = services.history_page(session, subscriber, page, PER_PAGE)
     topics = services.admin_topics_for(session, subscriber)
     rows = []
     for slug, topic in topics.items():
@@ -468,7 +469,7 @@ def _subscriber_page(subscriber: Subscriber, status: int = 200, error: str | Non
         })
     return _render("admin/subscriber.html", status, subscriber=subscriber,
                    snapshot=snapshot(subscriber), rows=rows, events=events, total=total,
-                   page=_page(), per_page=PER_PAGE, form=PreferencesForm(),
+                   page=page, per_page=PER_PAGE, form=PreferencesForm(),
                    frequency_labels=FREQUENCY_LABELS, error=error)
 
 
@@ -636,8 +637,9 @@ def webhook_replay(endpoint_id: str, delivery_id: int):
 @bp.get("/audit")
 @require_admin
 def audit():
-    entries, total = services.audit_page(get_session(), _page(), PER_PAGE)
-    return _render("admin/audit.html", entries=entries, total=total, page=_page(),
+    page = _page()
+    entries, total = services.audit_page(get_session(), page, PER_PAGE)
+    return _render("admin/audit.html", entries=entries, total=total, page=page,
                    per_page=PER_PAGE)
 
 
