@@ -48,9 +48,10 @@ SUBSCRIBER_COLUMNS = ["id", "public_id", "external_id", "email", "locale", "role
 SUBSCRIPTION_COLUMNS = ["subscriber_id", "topic_id", "subscribed", "frequency", "updated_at"]
 
 
-def fresh_database(kind: str, pg_url: str, name: str) -> str:
+def fresh_database(kind: str, pg_url: str, name: str, directory: Path = TMP) -> str:
+    """An empty, migrated database ``name``: a SQLite file in ``directory``, or on PostgreSQL."""
     if kind == "sqlite":
-        path = TMP / f"{name}.sqlite3"
+        path = directory / f"{name}.sqlite3"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         url = f"sqlite:///{path}"

@@ -39,13 +39,14 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from recipients import fresh_database  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.db import get_db, write_session  # noqa: E402
 from app.events.models import Event  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
 from app.webhooks import transport  # noqa: E402
 from app.webhooks.models import WebhookDelivery  # noqa: E402
 from app.webhooks.services import WebhookSettings, create_endpoint  # noqa: E402
@@ -81,23 +82,6 @@ def start_receiver(secret: str) -> tuple[subprocess.Popen, str]:
 
 def receiver_stats(url: str) -> dict:
     return httpx.get(url, timeout=10).json()
-
-
-def fresh_database(kind: str, pg_url: str, tmp: Path) -> str:
-    if kind == "sqlite":
-        path = tmp / "bench_webhooks.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
-    else:
-        admin = create_engine(f"{pg_url}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {PG_DATABASE}"))
-        admin.dispose()
-        url = f"{pg_url}/{PG_DATABASE}"
-    upgrade(url)
-    return url
 
 
 def sample_payload(i: int) -> dict:
@@ -156,7 +140,7 @@ def ceiling(url: str, secret: str, rows: int, concurrency: int) -> float:
 
 
 def run(kind: str, args, tmp: Path) -> dict:
-    url = fresh_database(kind, args.pg_url, tmp)
+    url = fresh_database(kind, args.pg_url, PG_DATABASE, tmp)
     app = create_app({"PREFCENTER_ENV": "test", "TESTING": True, "DATABASE_URL": url,
                       "WEBHOOK_CONCURRENCY": args.concurrency})
     db = get_db(app)
