@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -110,14 +111,21 @@ def wait_for(predicate, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.slow
-def test_worker_killed_mid_batch_loses_nothing(live_app, live_session, live_catalogue,
-                                               database_url, tmp_path):
+@contextmanager
+def slow_receiver_with_backlog(live_app, live_catalogue, subscribers: int = 12):
+    """A receiver answering after 0.4 s, subscribed to, and one event per new subscriber."""
     with Receiver() as receiver:
         receiver.secrets = [add(live_app, receiver.url)[1]]
         receiver.mode, receiver.delay = "slow", 0.4
-        for _ in range(12):
+        for _ in range(subscribers):
             live_catalogue.subscriber()
+        yield receiver
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_batch_loses_nothing(live_app, live_session, live_catalogue,
+                                               database_url, tmp_path):
+    with slow_receiver_with_backlog(live_app, live_catalogue) as receiver:
         total = len(rows(live_session))
         assert total == 12
 
@@ -148,11 +156,7 @@ def test_worker_killed_mid_batch_loses_nothing(live_app, live_session, live_cata
 @pytest.mark.slow
 def test_sigterm_finishes_in_flight_and_exits_zero(live_app, live_session, live_catalogue,
                                                    database_url, tmp_path):
-    with Receiver() as receiver:
-        receiver.secrets = [add(live_app, receiver.url)[1]]
-        receiver.mode, receiver.delay = "slow", 0.4
-        for _ in range(12):
-            live_catalogue.subscriber()
+    with slow_receiver_with_backlog(live_app, live_catalogue) as receiver:
         log = tmp_path / "worker.log"
         worker = worker_process(database_url, log)
         wait_for(lambda: len(receiver.snapshot()) >= 1)
