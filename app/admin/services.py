@@ -137,6 +137,21 @@ def missing_locales(translations, locales: list[str], attr: str = "name") -> lis
     return [loc for loc in locales if loc not in present]
 
 
+def _require_name(names: dict[str, str], default_locale: str) -> None:
+    if not (names.get(default_locale) or "").strip():
+        raise AdminError(_l("a name in the default locale is required"), f"name_{default_locale}")
+
+
+def _new_slug(session: Session, model, slug: str, taken) -> str:
+    """``slug`` stripped, if well-formed and not used by another ``model`` row."""
+    slug = (slug or "").strip()
+    if not SLUG_RE.match(slug):
+        raise AdminError(_l("use lowercase letters, digits, - and _ (at most 64)"), "slug")
+    if session.scalar(select(model.id).where(model.slug == slug)) is not None:
+        raise AdminError(taken, "slug")
+    return slug
+
+
 def _check_topic(data: TopicData, default_locale: str) -> None:
     if data.kind not in KINDS:
         raise AdminError(_l("unknown kind"), "kind")
@@ -145,8 +160,7 @@ def _check_topic(data: TopicData, default_locale: str) -> None:
     if data.default_frequency not in data.frequencies:
         raise AdminError(_l("the default frequency must be one of the offered ones"),
                          "default_frequency")
-    if not (data.names.get(default_locale) or "").strip():
-        raise AdminError(_l("a name in the default locale is required"), f"name_{default_locale}")
+    _require_name(data.names, default_locale)
 
 
 def _set_topic_texts(topic: Topic, data: TopicData) -> None:
@@ -168,11 +182,7 @@ def _set_topic_texts(topic: Topic, data: TopicData) -> None:
 
 def create_topic(session: Session, slug: str, data: TopicData, *, actor: str,
                  default_locale: str) -> Topic:
-    slug = (slug or "").strip()
-    if not SLUG_RE.match(slug):
-        raise AdminError(_l("use lowercase letters, digits, - and _ (at most 64)"), "slug")
-    if session.scalar(select(Topic.id).where(Topic.slug == slug)) is not None:
-        raise AdminError(_l("a topic with this slug already exists"), "slug")
+    slug = _new_slug(session, Topic, slug, _l("a topic with this slug already exists"))
     _check_topic(data, default_locale)
     position = (session.scalar(select(func.max(Topic.position))) or 0) + 1
     topic = Topic(slug=slug, kind=data.kind, frequencies=list(data.frequencies),
@@ -295,13 +305,8 @@ def _sync_texts(rows: list, texts: dict[str, str], attr: str, make) -> None:
 
 def create_role(session: Session, slug: str, names: dict[str, str], *, actor: str,
                 default_locale: str) -> Role:
-    slug = (slug or "").strip()
-    if not SLUG_RE.match(slug):
-        raise AdminError(_l("use lowercase letters, digits, - and _ (at most 64)"), "slug")
-    if session.scalar(select(Role.id).where(Role.slug == slug)) is not None:
-        raise AdminError(_l("a role with this slug already exists"), "slug")
-    if not (names.get(default_locale) or "").strip():
-        raise AdminError(_l("a name in the default locale is required"), f"name_{default_locale}")
+    slug = _new_slug(session, Role, slug, _l("a role with this slug already exists"))
+    _require_name(names, default_locale)
     position = (session.scalar(select(func.max(Role.position))) or 0) + 1
     role = Role(slug=slug, position=position)
     _sync_texts(role.translations, names, "name", RoleTranslation)
@@ -315,8 +320,7 @@ def create_role(session: Session, slug: str, names: dict[str, str], *, actor: st
 def update_role(session: Session, role: Role, names: dict[str, str],
                 topics: dict[int, RoleTopicData], *, actor: str, default_locale: str) -> Role:
     """Names, and each role topic's default and benefit texts, in one go."""
-    if not (names.get(default_locale) or "").strip():
-        raise AdminError(_l("a name in the default locale is required"), f"name_{default_locale}")
+    _require_name(names, default_locale)
     by_id = {rt.id: rt for rt in role.role_topics}
     unknown = set(topics) - set(by_id)
     if unknown:
