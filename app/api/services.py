@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -352,30 +352,31 @@ def recipient_lines(session: Session, topic_id: int, frequency: str | None, *,
     so memory stays constant whatever the list's size; the read transaction is
     ended between batches so a long export holds no snapshot.
     """
+    query = (
+        select(Subscriber.id, Subscriber.external_id, Subscriber.email, Subscriber.locale,
+               Subscription.frequency)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(Subscription.topic_id == topic_id, Subscription.subscribed.is_(True),
+               Subscriber.unsubscribed_all.is_(False), Subscriber.erased_at.is_(None),
+               Subscriber.email.is_not(None),
+               # Both sides, so either index range-scans from the cursor.
+               Subscription.subscriber_id > bindparam("after"),
+               Subscriber.id > bindparam("after"))
+        .order_by(Subscription.subscriber_id)
+        .limit(batch)
+    )
+    if frequency is not None:
+        query = query.where(Subscription.frequency == frequency)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     after = 0
     while True:
-        query = (
-            select(Subscriber.id, Subscriber.external_id, Subscriber.email, Subscriber.locale,
-                   Subscription.frequency)
-            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-            .where(Subscription.topic_id == topic_id, Subscription.subscribed.is_(True),
-                   Subscriber.unsubscribed_all.is_(False), Subscriber.erased_at.is_(None),
-                   Subscriber.email.is_not(None),
-                   # Both sides, so either index range-scans from the cursor.
-                   Subscription.subscriber_id > after, Subscriber.id > after)
-            .order_by(Subscription.subscriber_id)
-            .limit(batch)
-        )
-        if frequency is not None:
-            query = query.where(Subscription.frequency == frequency)
-        rows = session.execute(query).all()
+        rows = session.execute(query, {"after": after}).all()
         if not rows:
             session.rollback()
             return
         hashes = {email_hash(r.email): r.id for r in rows}
         suppressed = {hashes[h] for h in suppressed_hashes(session, list(hashes))}
         session.rollback()
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         yield "".join(
             dumps({"external_id": r.external_id, "email": r.email, "locale": r.locale,
                    "frequency": r.frequency}) + "\n"
