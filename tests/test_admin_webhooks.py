@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.admin.models import AuditEntry
+from app.events.models import Event
 from app.subscribers.services import Context, change
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.test_admin import FAST_HASH, login, token
@@ -165,3 +166,24 @@ def test_deliveries_are_listed_and_finished_ones_replayed(ui, session, catalogue
 def test_unknown_endpoint_is_404(ui):
     assert ui.get("/admin/webhooks/ep_nope").status_code == 404
     assert post(ui, "/admin/webhooks/ep_nope/disable").status_code == 404
+
+
+def test_endpoint_page_counts_only_its_own_deliveries(ui, session, catalogue):
+    catalogue.subscriber()
+    mine, other = add(ui)[0], add(ui, url="http://127.0.0.1:9/other")[0]
+    event_id = session.scalars(select(Event.id)).first()
+    session.add_all([
+        WebhookDelivery(endpoint_id=mine, event_id=event_id, status="dead"),
+        WebhookDelivery(endpoint_id=mine, event_id=event_id, status="delivered"),
+        WebhookDelivery(endpoint_id=mine, event_id=event_id, status="delivered"),
+        *[WebhookDelivery(endpoint_id=other, event_id=event_id, status=status)
+          for status in ("pending", "dead", "dead", "delivered")],
+    ])
+    session.commit()
+    session.expire_all()
+    pending = session.scalar(select(func.count()).where(
+        WebhookDelivery.endpoint_id == mine, WebhookDelivery.status == "pending"))
+    page = ui.get(f"/admin/webhooks/{mine}").get_data(as_text=True)
+    assert f"<dt>Waiting</dt><dd>{pending}</dd>" in page
+    assert "<dt>Given up</dt><dd>1</dd>" in page
+    assert "<dt>Delivered</dt><dd>2</dd>" in page
