@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
@@ -27,6 +27,7 @@ from app.links.services import (
     ExpiredLink,
     InvalidLink,
     LinkClaims,
+    LinkError,
     LinkSigner,
     RevokedLink,
     UnknownSubscriber,
@@ -161,12 +162,18 @@ def undo(session: Session, subscriber: Subscriber, topic: Topic | None, *,
                   allowed={topic.slug: topic})
 
 
-# --- RFC 8058 one-click: Core statements, built once (SQLAlchemy caches their compilation) ---
+# --- RFC 8058 one-click, on a bare DBAPI connection ----------------------------------------------
 #
 # The same rule as :func:`app.subscribers.services.unsubscribe` (tests/test_unsubscribe_fast.py
 # runs both on identical subscribers and compares every event and outbox row): a token's topic
 # that is marketing unsubscribes that topic; one that is unknown or not marketing, or no topic,
 # unsubscribes from all marketing. A repeat changes nothing and is answered from one read.
+#
+# One-clicks arrive in bursts (a send's worth of mailbox providers) and mostly repeat, so this
+# path skips the ORM and SQLAlchemy's per-execution work: the statements below are SQLAlchemy
+# Core, compiled once per dialect, bound with their columns' own bind processors and run on a
+# DBAPI cursor. On PostgreSQL the reads under the lock go in one pipelined round trip and the
+# writes plus COMMIT in another.
 
 _subscribers = Subscriber.__table__
 _subscriptions = Subscription.__table__
@@ -199,13 +206,20 @@ _LOCKED = (
            _subscribers.c.erased_at.is_(None))
     .with_for_update(of=_subscribers)
 )
+# Read after the lock is granted (a fresh snapshot under READ COMMITTED), so keyed by public
+# id: in the same pipeline as the lock, before the subscriber's id is known.
 _SUBSCRIPTIONS = (
     select(_topics.c.id, _topics.c.slug, _topics.c.kind, _subscriptions.c.subscribed,
            _subscriptions.c.frequency)
     .join_from(_subscriptions, _topics, _topics.c.id == _subscriptions.c.topic_id)
-    .where(_subscriptions.c.subscriber_id == bindparam("subscriber_id"))
+    .join(_subscribers, _subscribers.c.id == _subscriptions.c.subscriber_id)
+    .where(_subscribers.c.public_id == bindparam("public_id"))
 )
 _TOPIC_KIND = select(_topics.c.kind).where(_topics.c.slug == bindparam("slug"))
+_ENABLED_ENDPOINTS = (
+    select(_endpoints.c.id, _endpoints.c.event_types).where(_endpoints.c.enabled.is_(True))
+)
+_NEXT_EVENT_ID = select(func.nextval(func.pg_get_serial_sequence("events", "id")))
 _STOP_TOPIC = (
     update(_subscriptions)
     .where(_subscriptions.c.subscriber_id == bindparam("b_subscriber_id"),
@@ -218,67 +232,236 @@ _BUMP = (
     .values(version=bindparam("new_version"), updated_at=bindparam("now"),
             unsubscribed_all=bindparam("all_off"))
 )
-_INSERT_EVENT = insert(_events)
-_ENABLED_ENDPOINTS = (
-    select(_endpoints.c.id, _endpoints.c.event_types).where(_endpoints.c.enabled.is_(True))
-)
-_INSERT_DELIVERY = insert(_deliveries)
+_EVENT_COLUMNS = ("subscriber_id", "type", "action", "topic", "before", "after", "source",
+                  "actor", "token_id", "campaign", "version", "payload", "created_at")
+_DELIVERY_COLUMNS = ("endpoint_id", "event_id", "subscriber_id", "status", "attempts",
+                     "next_attempt_at", "created_at")
 
 
-def _in_force(state) -> bool:
-    if state.topic_kind == "marketing":
-        # No subscription to the topic is as unsubscribed as one switched off.
-        return not state.subscribed
-    return state.unsubscribed_all
+def _insert(table, names):
+    """An INSERT of exactly ``names`` (no hidden Python-side defaults on a bare cursor)."""
+    return insert(table).values({name: bindparam(name) for name in names})
 
 
-def one_click_in_force(conn: Connection, claims: LinkClaims) -> bool:
-    """Whether the token's unsubscribe is already in force (one read, no lock).
+class _Statement:
+    """One statement compiled for one dialect, bound like SQLAlchemy would bind it."""
 
-    Raises :class:`UnknownSubscriber` (unknown or erased) or :class:`RevokedLink`.
-    """
-    state = conn.execute(_STATE, {"public_id": claims.public_id, "slug": claims.topic}).first()
-    _check(state, claims)
-    return _in_force(state)
-
-
-class OneClickState(NamedTuple):
-    link_epoch: int
-    unsubscribed_all: bool
-    topic_kind: str | None
-    subscribed: bool | None
-
-
-class StateReader:
-    """:data:`_STATE` compiled once for a dialect, run on a bare DBAPI cursor.
-
-    The repeat check is the hot path of one-click (mailbox providers retry, and every
-    message of a send carries the same link): without SQLAlchemy's per-execution work
-    (connection facade, transaction events, result processing) it costs a few
-    microseconds on SQLite instead of about 60. Values need no result processing:
-    integers, a string, and booleans (SQLite's 0/1 are as true or false as they read).
-    """
-
-    def __init__(self, dialect: Dialect):
-        compiled = _STATE.compile(dialect=dialect)
+    def __init__(self, statement, dialect: Dialect):
+        compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         self._compiled = compiled
         self._positions = compiled.positiontup
+        self._processors = {}
+        for bind, name in compiled.bind_names.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self._processors[name] = processor
 
-    def params(self, claims: LinkClaims):
-        values = self._compiled.construct_params(
-            {"public_id": claims.public_id, "slug": claims.topic})
+    def params(self, values: dict):
+        params = self._compiled.construct_params(values)
+        for name, processor in self._processors.items():
+            params[name] = processor(params[name])
         if self._positions is not None:
-            return tuple(values[name] for name in self._positions)
-        return values
+            return tuple(params[name] for name in self._positions)
+        return params
 
-    def in_force(self, cursor, claims: LinkClaims) -> bool:
-        """Like :func:`one_click_in_force`, on a DBAPI cursor."""
-        cursor.execute(self.sql, self.params(claims))
-        row = cursor.fetchone()
-        state = None if row is None else OneClickState(*row)
+    def execute(self, cursor, values: dict | None = None):
+        cursor.execute(self.sql, self.params(values or {}))
+        return cursor
+
+
+# Rows as the cursor returns them (SQLite's booleans are 0 and 1).
+class _State(NamedTuple):
+    link_epoch: int
+    unsubscribed_all: bool | int
+    topic_kind: str | None
+    subscribed: bool | int | None
+
+
+class _Locked(NamedTuple):
+    id: int
+    external_id: str
+    email: str
+    locale: str
+    unsubscribed_all: bool | int
+    link_epoch: int
+    version: int
+    role: str | None
+
+
+class _Subscription(NamedTuple):
+    id: int
+    slug: str
+    kind: str
+    subscribed: bool | int
+    frequency: str | None
+
+
+class _Endpoint(NamedTuple):
+    id: str
+    event_types: list
+
+
+class OneClick:
+    """The one-click rule's statements for one dialect; :meth:`for_dialect` keeps one each."""
+
+    _built: dict[tuple, OneClick] = {}
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> OneClick:
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        found = cls._built.get(key)
+        return found if found is not None else cls._built.setdefault(key, cls(dialect))
+
+    def __init__(self, dialect: Dialect):
+        def compiled(statement):
+            return _Statement(statement, dialect)
+
+        self.dialect = dialect
+        # PostgreSQL (psycopg) sends each phase as one pipeline; SQLite runs in process.
+        self.pipelined = dialect.name == "postgresql" and dialect.driver == "psycopg"
+        self.begin = "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN"
+        self.state = compiled(_STATE)
+        self.locked = compiled(_LOCKED)
+        self.subscriptions = compiled(_SUBSCRIPTIONS)
+        self.topic_kind = compiled(_TOPIC_KIND)
+        self.endpoints = compiled(_ENABLED_ENDPOINTS)
+        self.stop_topic = compiled(_STOP_TOPIC)
+        self.bump = compiled(_BUMP)
+        # With a pipeline the event id is drawn in the first round trip, so the event and its
+        # outbox rows go together in the second; otherwise it is the inserted row's id.
+        self.next_event_id = compiled(_NEXT_EVENT_ID) if self.pipelined else None
+        self.insert_event = compiled(
+            _insert(_events, ("id", *_EVENT_COLUMNS) if self.pipelined else _EVENT_COLUMNS))
+        self.insert_delivery = compiled(_insert(_deliveries, _DELIVERY_COLUMNS))
+        self._event_types = (_endpoints.c.event_types.type.dialect_impl(dialect)
+                             .result_processor(dialect, None))
+
+    def in_force(self, connection, claims: LinkClaims) -> bool:
+        """Whether the token's unsubscribe is already in force (one read, no lock).
+
+        Raises :class:`UnknownSubscriber` (unknown or erased) or :class:`RevokedLink`.
+        """
+        cursor = connection.cursor()
+        try:
+            row = self.state.execute(
+                cursor, {"public_id": claims.public_id, "slug": claims.topic}).fetchone()
+        finally:
+            cursor.close()
+        state = None if row is None else _State(*row)
         _check(state, claims)
-        return _in_force(state)
+        if state.topic_kind == "marketing":
+            # No subscription to the topic is as unsubscribed as one switched off.
+            return not state.subscribed
+        return bool(state.unsubscribed_all)
+
+    def apply(self, connection, claims: LinkClaims, *, context: Context,
+              transaction: bool) -> int:
+        """Apply the token's unsubscribe; the number of events written (0 or 1).
+
+        With ``transaction`` it runs in its own transaction on ``connection`` (in autocommit
+        mode): SQLite's BEGIN IMMEDIATE or PostgreSQL's row lock, then COMMIT, which has
+        returned before this does. Without, in the caller's transaction, which the caller
+        commits. The state is read again under the lock, so of two racing clicks the second
+        finds the first one's change and writes nothing. What is written is what
+        :func:`app.subscribers.services.unsubscribe` writes: the flag or the subscription,
+        version and updated_at, one event whose payload is the new snapshot, and one outbox
+        row per enabled endpoint that wants the event.
+        """
+        cursors = [connection.cursor() for _ in range(5)]
+        try:
+            if self.pipelined:
+                with connection.pipeline():
+                    return self._apply(connection, cursors, claims, context, transaction)
+            return self._apply(connection, cursors, claims, context, transaction)
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
+    def _apply(self, connection, cursors, claims, context, transaction) -> int:
+        first, second, third, fourth, fifth = cursors
+        by_id = {"public_id": claims.public_id}
+        # Round trip 1 (pipelined): take the lock, then read what the change needs.
+        if transaction:
+            first.execute(self.begin)
+        self.locked.execute(second, by_id)
+        self.subscriptions.execute(third, by_id)
+        self.endpoints.execute(fourth)
+        if self.next_event_id is not None:
+            self.next_event_id.execute(fifth)
+        row = second.fetchone()
+        row = None if row is None else _Locked(*row)
+        subscriptions = [_Subscription(*s) for s in third.fetchall()]
+        endpoints = [_Endpoint(*e) for e in fourth.fetchall()]
+        try:
+            _check(row, claims)
+        except LinkError:
+            if transaction:
+                first.execute("ROLLBACK")
+            raise
+        subscription = topic_kind = None
+        if claims.topic is not None:
+            subscription = next((s for s in subscriptions if s.slug == claims.topic), None)
+            if subscription is not None:
+                topic_kind = subscription.kind
+            else:
+                topic_kind = self.topic_kind.execute(first, {"slug": claims.topic}).fetchone()
+                topic_kind = topic_kind[0] if topic_kind is not None else None
+        if topic_kind == "marketing":
+            due = subscription is not None and bool(subscription.subscribed)
+            action, topic = "topic.unsubscribed", claims.topic
+        else:
+            due = not row.unsubscribed_all
+            action, topic = "unsubscribed_all", None
+        if not due:
+            if transaction:
+                first.execute("ROLLBACK")
+            return 0
+        type_ = "subscriber.unsubscribed"
+        now = utcnow()
+        version = row.version + 1
+        all_off = topic is None or bool(row.unsubscribed_all)
+        snapshot = snapshot_of(
+            external_id=row.external_id, email=row.email, locale=row.locale, role=row.role,
+            unsubscribed_all=all_off,
+            topics=[(s.slug, False if s.slug == topic else bool(s.subscribed), s.frequency)
+                    for s in subscriptions],
+            version=version, updated_at=now,
+        )
+        # A topic goes from subscribed to not; the master switch from off to on.
+        before, after = (True, False) if topic is not None else (False, True)
+        change = {"action": action, "topic": topic, "before": before, "after": after}
+        created_at = utcnow()
+        # Round trip 2 (pipelined): the change, the event, its outbox rows, COMMIT.
+        if topic is not None:
+            self.stop_topic.execute(first, {"b_subscriber_id": row.id,
+                                            "b_topic_id": subscription.id, "now": now})
+        self.bump.execute(second, {"subscriber_id": row.id, "new_version": version,
+                                   "now": now, "all_off": all_off})
+        event = {
+            "subscriber_id": row.id, "type": type_, "action": action, "topic": topic,
+            "before": {"value": before}, "after": {"value": after},
+            "source": context.source, "actor": context.actor, "token_id": context.token_id,
+            "campaign": context.campaign, "version": version,
+            "payload": payload_of(snapshot, change, context.source), "created_at": created_at,
+        }
+        if self.next_event_id is not None:
+            event["id"] = event_id = fifth.fetchone()[0]
+            self.insert_event.execute(third, event)
+        else:
+            event_id = self.insert_event.execute(third, event).lastrowid
+        for endpoint in endpoints:
+            if self._event_types is not None:
+                endpoint = endpoint._replace(event_types=self._event_types(endpoint.event_types))
+            # The model's own rule for which events an endpoint receives.
+            if WebhookEndpoint.wants(endpoint, type_):
+                self.insert_delivery.execute(fourth, {
+                    "endpoint_id": endpoint.id, "event_id": event_id, "subscriber_id": row.id,
+                    "status": "pending", "attempts": 0, "next_attempt_at": created_at,
+                    "created_at": created_at})
+        if transaction:
+            first.execute("COMMIT")
+        return 1
 
 
 def _check(row, claims: LinkClaims) -> None:
@@ -288,64 +471,16 @@ def _check(row, claims: LinkClaims) -> None:
         raise RevokedLink("link revoked")
 
 
-def one_click_unsubscribe(conn: Connection, claims: LinkClaims, *, context: Context) -> int:
-    """Apply the token's unsubscribe in ``conn``'s write transaction; the number of events.
+def _driver_connection(conn: Connection):
+    return conn.connection.driver_connection
 
-    The caller holds the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: this locks the
-    subscriber row) and commits. The state is read again under the lock, so of two racing
-    clicks the second finds the first one's change and writes nothing. What is written is
-    what :func:`app.subscribers.services.unsubscribe` writes: the flag or the subscription,
-    version and updated_at, one event whose payload is the new snapshot, and one outbox row
-    per enabled endpoint that wants the event.
-    """
-    row = conn.execute(_LOCKED, {"public_id": claims.public_id}).first()
-    _check(row, claims)
-    subscriptions = conn.execute(_SUBSCRIPTIONS, {"subscriber_id": row.id}).all()
-    topic_kind = subscription = None
-    if claims.topic is not None:
-        subscription = next((s for s in subscriptions if s.slug == claims.topic), None)
-        topic_kind = (subscription.kind if subscription is not None
-                      else conn.execute(_TOPIC_KIND, {"slug": claims.topic}).scalar())
-    if topic_kind == "marketing":
-        if subscription is None or not subscription.subscribed:
-            return 0
-        type_, action, topic = "subscriber.unsubscribed", "topic.unsubscribed", claims.topic
-    else:
-        if row.unsubscribed_all:
-            return 0
-        type_, action, topic = "subscriber.unsubscribed", "unsubscribed_all", None
-    now = utcnow()
-    version = row.version + 1
-    if topic is not None:
-        conn.execute(_STOP_TOPIC, {"b_subscriber_id": row.id, "b_topic_id": subscription.id,
-                                   "now": now})
-    conn.execute(_BUMP, {"subscriber_id": row.id, "new_version": version, "now": now,
-                         "all_off": topic is None or row.unsubscribed_all})
-    snapshot = snapshot_of(
-        external_id=row.external_id, email=row.email, locale=row.locale, role=row.role,
-        unsubscribed_all=topic is None or row.unsubscribed_all,
-        topics=[(s.slug, False if s.slug == topic else s.subscribed, s.frequency)
-                for s in subscriptions],
-        version=version, updated_at=now,
-    )
-    # A topic goes from subscribed to not; the master switch from off to on.
-    before, after = (True, False) if topic is not None else (False, True)
-    change = {"action": action, "topic": topic, "before": before, "after": after}
-    created_at = utcnow()
-    event_id = conn.execute(_INSERT_EVENT, {
-        "subscriber_id": row.id, "type": type_, "action": action, "topic": topic,
-        "before": {"value": before}, "after": {"value": after},
-        "source": context.source, "actor": context.actor, "token_id": context.token_id,
-        "campaign": context.campaign, "version": version,
-        "payload": payload_of(snapshot, change, context.source), "created_at": created_at,
-    }).inserted_primary_key[0]
-    deliveries = [
-        {"endpoint_id": endpoint.id, "event_id": event_id, "subscriber_id": row.id,
-         "next_attempt_at": created_at}
-        for endpoint in conn.execute(_ENABLED_ENDPOINTS)
-        # The model's own rule for which events an endpoint receives.
-        if WebhookEndpoint.wants(endpoint, type_)
-    ]
-    if deliveries:
-        conn.execute(_INSERT_DELIVERY, deliveries)
-    return 1
+
+def one_click_in_force(conn: Connection, claims: LinkClaims) -> bool:
+    """:meth:`OneClick.in_force` on a SQLAlchemy connection (inside its transaction)."""
+    return OneClick.for_dialect(conn.dialect).in_force(_driver_connection(conn), claims)
+
+
+def one_click_unsubscribe(conn: Connection, claims: LinkClaims, *, context: Context) -> int:
+    """:meth:`OneClick.apply` in ``conn``'s transaction, which the caller commits."""
+    return OneClick.for_dialect(conn.dialect).apply(_driver_connection(conn), claims,
+                                                    context=context, transaction=False)

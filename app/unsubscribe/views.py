@@ -12,6 +12,8 @@ change, the answer is 503 with Retry-After and the mailbox provider retries.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -19,12 +21,11 @@ from flask_wtf.csrf import validate_csrf
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, ServiceUnavailable
 from wtforms.validators import ValidationError
 
 from app import csrf
-from app.db import get_db, get_session
+from app.db import Database, get_db, get_session
 from app.limits import check_limit, limiter, public_limit
 from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for
 from app.preferences.services import mask_email, transactional_names
@@ -32,11 +33,9 @@ from app.preferences.views import render_link_error
 from app.subscribers.services import Context, unsubscribe
 from app.unsubscribe.forms import UndoForm, UnsubscribeForm
 from app.unsubscribe.services import (
-    StateReader,
+    OneClick,
     WritersQueueTimeout,
     is_unsubscribed,
-    one_click_in_force,
-    one_click_unsubscribe,
     open_unsubscribe,
     target_topic,
     undo,
@@ -222,45 +221,54 @@ def confirm(token: str):
     return _browser(token)
 
 
-_READERS: dict[tuple, StateReader] = {}
+@contextmanager
+def _one_click_connection(db: Database):
+    """``(DBAPI connection, own transaction?)`` for :class:`OneClick`; DBAPI errors re-raised
+    as SQLAlchemy's (the view answers them 503).
 
-
-def _already_done(session: Session, claims) -> bool:
-    """The repeat check: one statement, no transaction, no lock, no ORM.
-
-    On the engine it runs on a bare DBAPI connection from the pool (PostgreSQL in
-    autocommit, so no BEGIN/ROLLBACK round trips). A session bound to a connection
-    (the test suite's rolled-back transaction) reads through that connection.
+    On the engine: a pooled connection (PostgreSQL's are pre-pinged) in autocommit mode, so a
+    repeat check is one statement and :meth:`OneClick.apply` runs its own BEGIN ... COMMIT;
+    it goes back to the pool as it came, or is discarded after an error. A sessionmaker
+    bound to a connection (the test suite's rolled-back transaction) lends that connection's
+    and the request's session commits, as every other view does.
     """
-    bind = session.get_bind()
+    bind = db.sessionmaker.kw.get("bind")
+    dbapi_error = db.engine.dialect.loaded_dbapi.Error
     if not isinstance(bind, Engine):
+        session = get_session()
         try:
-            return one_click_in_force(session.connection(), claims)
-        finally:
-            session.rollback()
-    dialect = bind.dialect
-    key = (dialect.name, dialect.driver, dialect.paramstyle)
-    reader = _READERS.get(key) or _READERS.setdefault(key, StateReader(dialect))
+            yield session.connection().connection.driver_connection, False
+            session.commit()
+        except dbapi_error as exc:
+            _rollback_quietly(session)
+            raise DBAPIError(None, None, exc) from exc
+        except BaseException:
+            _rollback_quietly(session)
+            raise
+        return
+    postgresql = bind.dialect.name == "postgresql"
     try:
-        raw = bind.raw_connection()  # from the pool; PostgreSQL's are pre-pinged
-    except dialect.loaded_dbapi.Error as exc:  # the pool does not wrap a failed connect
-        raise DBAPIError(reader.sql, None, exc) from exc
-    autocommit = dialect.name == "postgresql"
+        raw = bind.raw_connection()
+    except dbapi_error as exc:  # the pool does not wrap a failed connect
+        raise DBAPIError(None, None, exc) from exc
     try:
-        if autocommit:
-            raw.driver_connection.autocommit = True
-        try:
-            cursor = raw.cursor()
-            try:
-                return reader.in_force(cursor, claims)
-            finally:
-                cursor.close()
-        finally:
-            if autocommit:
-                raw.driver_connection.autocommit = False
-    except dialect.loaded_dbapi.Error as exc:
-        raw.invalidate(exc)  # never back to the pool half-reset
-        raise DBAPIError(reader.sql, None, exc) from exc
+        driver = raw.driver_connection
+        if postgresql:
+            driver.autocommit = True
+        yield driver, True
+        if postgresql:
+            driver.autocommit = False
+    except (LinkError, WritersQueueTimeout):
+        # No transaction is open: the link was refused (after ROLLBACK) or never got a turn.
+        if postgresql:
+            driver.autocommit = False
+        raise
+    except dbapi_error as exc:
+        raw.invalidate(exc)  # never back to the pool half-done
+        raise DBAPIError(None, None, exc) from exc
+    except BaseException as exc:
+        raw.invalidate(exc)
+        raise
     finally:
         raw.close()
 
@@ -268,24 +276,18 @@ def _already_done(session: Session, claims) -> bool:
 def _one_click(token: str) -> Response:
     """A repeat is answered from one unlocked read; a change commits before the 200.
 
-    Core statements, no ORM objects: see :mod:`app.unsubscribe.services`.
+    No ORM, one connection: see :class:`app.unsubscribe.services.OneClick`.
     """
     claims, _expired = verify_unsubscribe(get_signer(current_app), token)
-    session = get_session()
+    db = get_db()
+    rule = OneClick.for_dialect(db.engine.dialect)
     try:
-        if _already_done(session, claims):
-            return plain(200)
-        db = get_db()
-        with writers_queue(db):
-            session = get_session(write=True)
-            one_click_unsubscribe(session.connection(), claims,
-                                  context=_context("one_click", claims))
-            session.commit()
-    except LinkError:
-        session.rollback()
-        raise
+        with _one_click_connection(db) as (connection, own_transaction):
+            if not rule.in_force(connection, claims):
+                with writers_queue(db):
+                    rule.apply(connection, claims, context=_context("one_click", claims),
+                               transaction=own_transaction)
     except UNAVAILABLE:
-        _rollback_quietly(session)
         return plain(503, **{"Retry-After": RETRY_AFTER})
     return plain(200)
 
