@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+import os
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Annotated, TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -65,9 +72,85 @@ class Database:
         self.engine = make_engine(url, **engine_options)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
 
+        self.own_connections = OwnConnections(self.engine)
+
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+
+class OwnConnections:
+    """One DBAPI connection per thread, outside the pool, in autocommit: for a hot path
+    that sends its own BEGIN and COMMIT (RFC 8058 one-click).
+
+    The pool pre-pings every checkout, a round trip as dear on PostgreSQL as the query
+    itself. Here a connection is pinged once, when it is opened; later, a connection that
+    died meanwhile (the server restarted) is found by its first statement: :meth:`use`
+    discards it, and a caller whose first statement only reads may safely run it again on
+    a fresh one. A connection that saw any error is discarded, never reused half-done.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._local = threading.local()
+
+    def _connection(self):
+        kept = self.kept()  # never one inherited across a fork
+        if kept is not None:
+            return kept, True
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            pooled = self.engine.raw_connection()  # pre-pinged, with the pool's connect hooks
+        except dbapi_error as exc:  # the pool does not wrap a failed connect
+            raise DBAPIError(None, None, exc) from exc
+        connection = pooled.driver_connection
+        pooled.detach()  # ours from now on: closed by discard(), never returned
+        if self.engine.dialect.name == "postgresql":
+            connection.autocommit = True
+        self._local.connection = (os.getpid(), connection)
+        return connection, False
+
+    def run(self, work: Callable[[object], T]) -> T:
+        """``work(connection)`` on this thread's connection; DBAPI errors come out as
+        SQLAlchemy's DBAPIError.
+
+        If a kept connection fails, it may have died since its last use: ``work`` runs once
+        more on a fresh one, so it must be safe to repeat (read, or decide under a lock).
+        """
+        while True:
+            connection, reused = self._connection()
+            try:
+                return work(connection)
+            except self.engine.dialect.loaded_dbapi.Error as exc:
+                self.discard()
+                if not reused:
+                    raise DBAPIError(None, None, exc) from exc
+            except BaseException:
+                if not _idle(connection):
+                    self.discard()
+                raise
+
+    def kept(self):
+        """This thread's connection, if one is kept."""
+        found = getattr(self._local, "connection", None)
+        return found[1] if found is not None and found[0] == os.getpid() else None
+
+    def discard(self) -> None:
+        found = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if found is not None:
+            with suppress(Exception):  # it is being thrown away already
+                found[1].close()
+
+
+def _idle(connection) -> bool:
+    """Whether no transaction is open on a DBAPI connection (sqlite3 or psycopg)."""
+    in_transaction = getattr(connection, "in_transaction", None)
+    if in_transaction is not None:
+        return not in_transaction
+    from psycopg.pq import TransactionStatus
+
+    return connection.info.transaction_status == TransactionStatus.IDLE
 
 
 def make_engine(url: str, **options) -> Engine:

@@ -10,7 +10,7 @@ rows and the subscriber's resulting state.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -192,21 +192,30 @@ def test_revoked_erased_and_unknown_are_refused_by_both_statements(app, session,
             session.rollback()
 
 
-def test_on_the_engine_repeats_read_a_pooled_connection_and_leave_it_as_it_was(
+def test_on_the_engine_one_clicks_run_on_the_threads_own_connection(
         live_app, live_catalogue, live_links, live_session):
-    """Through a real engine (no test transaction): the bare-cursor read of a repeat."""
+    """Through a real engine (no test transaction): a kept connection, outside the pool."""
     subscriber = live_catalogue.subscriber()
     path = live_links.unsubscribe(subscriber, topic="offers")
     client = live_app.test_client()
     one_click = {"List-Unsubscribe": "One-Click"}
     statuses = [client.post(path, data=one_click).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 200]
-    engine = live_app.extensions["prefcenter.db"].engine
+    db = live_app.extensions["prefcenter.db"]
+    engine = db.engine
+    kept = db.own_connections.kept()
+    assert kept is not None
+    if engine.dialect.name == "postgresql":
+        assert kept.autocommit is True  # it sends its own BEGIN and COMMIT
+        assert kept.info.transaction_status == 0  # idle: nothing left open
+    else:
+        assert kept.isolation_level is None and not kept.in_transaction
     live_session.close()
     pooled = [engine.connect() for _ in range(engine.pool.checkedin())]  # every pooled one
     assert pooled, engine.pool.status()
     for conn in pooled:
         driver = conn.connection.driver_connection
+        assert driver is not kept
         if engine.dialect.name == "postgresql":
             assert driver.autocommit is False  # transactions still begin
         else:
@@ -241,3 +250,25 @@ def test_an_unreachable_database_answers_503_with_retry_after(database_url, tmp_
         assert int(response.headers["Retry-After"]) > 0
     finally:
         application.extensions["prefcenter.db"].engine.dispose()
+
+
+def test_a_kept_connection_that_died_is_replaced_without_a_503(
+        live_app, live_catalogue, live_links, live_session):
+    """The server closed the kept connection since its last use (a restart, an idle
+    timeout): the next one-click finds out, opens a fresh one and succeeds."""
+    first, second = live_catalogue.subscriber(), live_catalogue.subscriber()
+    client = live_app.test_client()
+    one_click = {"List-Unsubscribe": "One-Click"}
+    assert client.post(live_links.unsubscribe(first), data=one_click).status_code == 200
+    db = live_app.extensions["prefcenter.db"]
+    kept = db.own_connections.kept()
+    if db.engine.dialect.name == "postgresql":
+        live_session.execute(text("SELECT pg_terminate_backend(:pid)"),
+                             {"pid": kept.info.backend_pid})
+        live_session.commit()
+    else:
+        kept.close()
+    response = client.post(live_links.unsubscribe(second), data=one_click)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert db.own_connections.kept() is not kept
+    assert [e["columns"][1] for e in recorded(live_session, second)] == ["unsubscribed_all"]

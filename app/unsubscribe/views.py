@@ -12,8 +12,6 @@ change, the answer is 503 with Retry-After and the mailbox provider retries.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -221,75 +219,47 @@ def confirm(token: str):
     return _browser(token)
 
 
-@contextmanager
-def _one_click_connection(db: Database):
-    """``(DBAPI connection, own transaction?)`` for :class:`OneClick`; DBAPI errors re-raised
-    as SQLAlchemy's (the view answers them 503).
-
-    On the engine: a pooled connection (PostgreSQL's are pre-pinged) in autocommit mode, so a
-    repeat check is one statement and :meth:`OneClick.apply` runs its own BEGIN ... COMMIT;
-    it goes back to the pool as it came, or is discarded after an error. A sessionmaker
-    bound to a connection (the test suite's rolled-back transaction) lends that connection's
-    and the request's session commits, as every other view does.
-    """
-    bind = db.sessionmaker.kw.get("bind")
-    dbapi_error = db.engine.dialect.loaded_dbapi.Error
-    if not isinstance(bind, Engine):
-        session = get_session()
-        try:
-            yield session.connection().connection.driver_connection, False
-            session.commit()
-        except dbapi_error as exc:
-            _rollback_quietly(session)
-            raise DBAPIError(None, None, exc) from exc
-        except BaseException:
-            _rollback_quietly(session)
-            raise
-        return
-    postgresql = bind.dialect.name == "postgresql"
-    try:
-        raw = bind.raw_connection()
-    except dbapi_error as exc:  # the pool does not wrap a failed connect
-        raise DBAPIError(None, None, exc) from exc
-    try:
-        driver = raw.driver_connection
-        if postgresql:
-            driver.autocommit = True
-        yield driver, True
-        if postgresql:
-            driver.autocommit = False
-    except (LinkError, WritersQueueTimeout):
-        # No transaction is open: the link was refused (after ROLLBACK) or never got a turn.
-        if postgresql:
-            driver.autocommit = False
-        raise
-    except dbapi_error as exc:
-        raw.invalidate(exc)  # never back to the pool half-done
-        raise DBAPIError(None, None, exc) from exc
-    except BaseException as exc:
-        raw.invalidate(exc)
-        raise
-    finally:
-        raw.close()
-
-
 def _one_click(token: str) -> Response:
     """A repeat is answered from one unlocked read; a change commits before the 200.
 
-    No ORM, one connection: see :class:`app.unsubscribe.services.OneClick`.
+    No ORM, one DBAPI connection: see :class:`app.unsubscribe.services.OneClick`. On the
+    engine, the thread's own connection (:class:`app.db.OwnConnections`), with its own
+    transaction; a sessionmaker bound to a connection (the test suite's rolled-back
+    transaction) lends that connection, and the request's session commits.
     """
     claims, _expired = verify_unsubscribe(get_signer(current_app), token)
     db = get_db()
     rule = OneClick.for_dialect(db.engine.dialect)
+
+    def unsubscribe_once(connection, *, transaction: bool = True) -> None:
+        if not rule.in_force(connection, claims):
+            with writers_queue(db):
+                rule.apply(connection, claims, context=_context("one_click", claims),
+                           transaction=transaction)
+
     try:
-        with _one_click_connection(db) as (connection, own_transaction):
-            if not rule.in_force(connection, claims):
-                with writers_queue(db):
-                    rule.apply(connection, claims, context=_context("one_click", claims),
-                               transaction=own_transaction)
+        if isinstance(db.sessionmaker.kw.get("bind"), Engine):
+            db.own_connections.run(unsubscribe_once)
+        else:
+            _in_request_session(db, lambda connection: unsubscribe_once(
+                connection, transaction=False))
     except UNAVAILABLE:
         return plain(503, **{"Retry-After": RETRY_AFTER})
     return plain(200)
+
+
+def _in_request_session(db: Database, work) -> None:
+    """``work(DBAPI connection)`` in the request session's transaction, then commit."""
+    session = get_session()
+    try:
+        work(session.connection().connection.driver_connection)
+        session.commit()
+    except db.engine.dialect.loaded_dbapi.Error as exc:
+        _rollback_quietly(session)
+        raise DBAPIError(None, None, exc) from exc
+    except BaseException:
+        _rollback_quietly(session)
+        raise
 
 
 def _locked(token: str, apply):
