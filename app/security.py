@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 
 CSP = "; ".join([
     "default-src 'none'",
@@ -15,7 +16,30 @@ CSP = "; ".join([
 ])
 
 
+# Sent on every response unless the view set its own.
+HEADERS = (
+    ("Referrer-Policy", "no-referrer"),
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, but a request without the cookie (a link from an
+    email, a one-click, an API call: most requests) gets its empty session without first
+    building a signing serializer, which Flask does on every request."""
+
+    def open_session(self, app, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = CookieSessions()
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -23,21 +47,22 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_NAME="prefcenter_session",
     )
 
+    defaults = list(HEADERS)
+    if app.config["BASE_URL"].startswith("https://"):
+        defaults.append(("Strict-Transport-Security", "max-age=31536000"))
+    # (lower-case name, name, value): each response is scanned once, not once per header.
+    defaults = [(name.lower(), name, value) for name, value in defaults]
+
     @app.after_request
     def _headers(response):
         headers = response.headers
-        if response.status_code not in (429, 503):
+        present = {name.lower() for name, _value in headers.items()}
+        if "retry-after" in present and response.status_code not in (429, 503):
             # Flask-Limiter sends Retry-After on every response; it means "wait" only here.
-            headers.pop("Retry-After", None)
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("Content-Security-Policy", CSP)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if app.config["BASE_URL"].startswith("https://"):
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        if response.mimetype == "text/html":
+            del headers["Retry-After"]
+        missing = [(name, value) for lower, name, value in defaults if lower not in present]
+        if response.mimetype == "text/html" and "cache-control" not in present:
             # Pages carry personal data and tokens: never cache them.
-            headers.setdefault("Cache-Control", "no-store")
+            missing.append(("Cache-Control", "no-store"))
+        headers.extend(missing)
         return response

@@ -129,3 +129,22 @@ def test_rate_limit_answers_429_with_retry_after_and_only_then(database_url, cat
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) > 0
     assert "Too many requests" in limited.get_data(as_text=True)
+
+
+def test_one_click_skips_flask_limiters_hooks_and_counts_its_own_limit(database_url):
+    """POST /u/<token> counts one limit itself (app.limits.check_limit); every other
+    route keeps Flask-Limiter's hooks, with their X-RateLimit headers."""
+    app = create_app(make_config(database_url, RATELIMIT_ENABLED=True,
+                                 RATELIMIT_PUBLIC="5 per minute",
+                                 RATELIMIT_ONE_CLICK="2 per minute"))
+    wrapped = [hook for hooks in (app.before_request_funcs[None], app.after_request_funcs[None])
+               for hook in hooks if hook.__name__ == "skip_self_limited"]
+    assert len(wrapped) == 2  # found both: Flask-Limiter still hooks in the same way
+    client = app.test_client()
+    page = client.get("/p/anything")
+    assert page.headers["X-RateLimit-Limit"] == "5"
+    one_click = {"List-Unsubscribe": "One-Click"}
+    answers = [client.post("/u/anything", data=one_click) for _ in range(3)]
+    assert [a.status_code for a in answers] == [400, 400, 429]
+    assert "X-RateLimit-Limit" not in answers[0].headers
+    assert int(answers[2].headers["Retry-After"]) > 0

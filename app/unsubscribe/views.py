@@ -45,7 +45,9 @@ bp = Blueprint("unsubscribe", __name__)
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
-FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+URLENCODED = "application/x-www-form-urlencoded"
+FORM_TYPES = frozenset({URLENCODED, "multipart/form-data"})
+ONE_CLICK_BODY = f"{ONE_CLICK_FIELD}={ONE_CLICK_VALUE}".encode("ascii")
 # The database could not take the change (down, restarting, locked): retry later.
 UNAVAILABLE = (DBAPIError, PoolTimeout, WritersQueueTimeout)
 RETRY_AFTER = "5"
@@ -79,19 +81,19 @@ def post_scope() -> str:
     return "one-click" if is_one_click() else "public"
 
 
-@limiter.request_filter
-def _limited_by_its_view() -> bool:
-    """``POST /u/<token>`` checks its own limit (:func:`app.limits.check_limit`), once."""
-    return request.endpoint == "unsubscribe.confirm"
-
-
 def is_one_click() -> bool:
     """Whether this request is an RFC 8058 one-click POST (decided once per request)."""
     if "one_click" not in g:
         g.one_click = False
         if request.method == "POST" and request.mimetype in FORM_TYPES:
             try:
-                g.one_click = request.form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
+                # The body as mailbox providers send it, recognised without a form parser;
+                # anything else (multipart, more fields, escapes) is parsed as a form.
+                g.one_click = (
+                    request.mimetype == URLENCODED
+                    and request.content_length == len(ONE_CLICK_BODY)
+                    and request.get_data() == ONE_CLICK_BODY
+                ) or request.form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
             except RequestEntityTooLarge:
                 g.one_click = False
     return g.one_click
