@@ -196,11 +196,14 @@ _STATE = (
     .where(_subscribers.c.public_id == bindparam("public_id"),
            _subscribers.c.erased_at.is_(None))
 )
-# Under the write lock: the subscriber row locked (PostgreSQL; SQLite holds the database).
+_TOPIC_KIND = select(_topics.c.kind).where(_topics.c.slug == bindparam("slug"))
+# Under the write lock: the subscriber row locked (PostgreSQL; SQLite holds the database),
+# with the kind of the token's topic (None if there is no such topic).
 _LOCKED = (
     select(_subscribers.c.id, _subscribers.c.external_id, _subscribers.c.email,
            _subscribers.c.locale, _subscribers.c.unsubscribed_all, _subscribers.c.link_epoch,
-           _subscribers.c.version, _roles.c.slug.label("role"))
+           _subscribers.c.version, _roles.c.slug.label("role"),
+           _TOPIC_KIND.scalar_subquery().label("topic_kind"))
     .select_from(_subscribers.outerjoin(_roles, _roles.c.id == _subscribers.c.role_id))
     .where(_subscribers.c.public_id == bindparam("public_id"),
            _subscribers.c.erased_at.is_(None))
@@ -215,11 +218,14 @@ _SUBSCRIPTIONS = (
     .join(_subscribers, _subscribers.c.id == _subscriptions.c.subscriber_id)
     .where(_subscribers.c.public_id == bindparam("public_id"))
 )
-_TOPIC_KIND = select(_topics.c.kind).where(_topics.c.slug == bindparam("slug"))
 _ENABLED_ENDPOINTS = (
     select(_endpoints.c.id, _endpoints.c.event_types).where(_endpoints.c.enabled.is_(True))
 )
-_NEXT_EVENT_ID = select(func.nextval(func.pg_get_serial_sequence("events", "id")))
+# PostgreSQL: the event's id drawn with the lock, so the event and its outbox rows can go
+# in one round trip (an id drawn by a click that then finds nothing to do is a gap, as a
+# rolled-back insert would leave).
+_LOCKED_DRAWING_EVENT_ID = _LOCKED.add_columns(
+    func.nextval(func.pg_get_serial_sequence("events", "id")).label("event_id"))
 _STOP_TOPIC = (
     update(_subscriptions)
     .where(_subscriptions.c.subscriber_id == bindparam("b_subscriber_id"),
@@ -249,16 +255,19 @@ class _Statement:
     def __init__(self, statement, dialect: Dialect):
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
-        self._compiled = compiled
         self._positions = compiled.positiontup
         self._processors = {}
+        # Literal values in the statement (``subscribed=False``); the others are required.
+        self._defaults = {}
         for bind, name in compiled.bind_names.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self._processors[name] = processor
+            if not bind.required:
+                self._defaults[name] = bind.effective_value
 
     def params(self, values: dict):
-        params = self._compiled.construct_params(values)
+        params = {**self._defaults, **values}
         for name, processor in self._processors.items():
             params[name] = processor(params[name])
         if self._positions is not None:
@@ -287,6 +296,8 @@ class _Locked(NamedTuple):
     link_epoch: int
     version: int
     role: str | None
+    topic_kind: str | None
+    event_id: int | None = None
 
 
 class _Subscription(NamedTuple):
@@ -322,15 +333,13 @@ class OneClick:
         self.pipelined = dialect.name == "postgresql" and dialect.driver == "psycopg"
         self.begin = "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN"
         self.state = compiled(_STATE)
-        self.locked = compiled(_LOCKED)
+        # With a pipeline the event id is drawn in the first round trip, so the event and its
+        # outbox rows go together in the second; otherwise it is the inserted row's id.
+        self.locked = compiled(_LOCKED_DRAWING_EVENT_ID if self.pipelined else _LOCKED)
         self.subscriptions = compiled(_SUBSCRIPTIONS)
-        self.topic_kind = compiled(_TOPIC_KIND)
         self.endpoints = compiled(_ENABLED_ENDPOINTS)
         self.stop_topic = compiled(_STOP_TOPIC)
         self.bump = compiled(_BUMP)
-        # With a pipeline the event id is drawn in the first round trip, so the event and its
-        # outbox rows go together in the second; otherwise it is the inserted row's id.
-        self.next_event_id = compiled(_NEXT_EVENT_ID) if self.pipelined else None
         self.insert_event = compiled(
             _insert(_events, ("id", *_EVENT_COLUMNS) if self.pipelined else _EVENT_COLUMNS))
         self.insert_delivery = compiled(_insert(_deliveries, _DELIVERY_COLUMNS))
@@ -368,7 +377,7 @@ class OneClick:
         version and updated_at, one event whose payload is the new snapshot, and one outbox
         row per enabled endpoint that wants the event.
         """
-        cursors = [connection.cursor() for _ in range(5)]
+        cursors = [connection.cursor() for _ in range(4)]
         try:
             if self.pipelined:
                 with connection.pipeline():
@@ -379,16 +388,14 @@ class OneClick:
                 cursor.close()
 
     def _apply(self, connection, cursors, claims, context, transaction) -> int:
-        first, second, third, fourth, fifth = cursors
+        first, second, third, fourth = cursors
         by_id = {"public_id": claims.public_id}
         # Round trip 1 (pipelined): take the lock, then read what the change needs.
         if transaction:
             first.execute(self.begin)
-        self.locked.execute(second, by_id)
+        self.locked.execute(second, {"public_id": claims.public_id, "slug": claims.topic})
         self.subscriptions.execute(third, by_id)
         self.endpoints.execute(fourth)
-        if self.next_event_id is not None:
-            self.next_event_id.execute(fifth)
         row = second.fetchone()
         row = None if row is None else _Locked(*row)
         subscriptions = [_Subscription(*s) for s in third.fetchall()]
@@ -399,15 +406,8 @@ class OneClick:
             if transaction:
                 first.execute("ROLLBACK")
             raise
-        subscription = topic_kind = None
-        if claims.topic is not None:
+        if row.topic_kind == "marketing":
             subscription = next((s for s in subscriptions if s.slug == claims.topic), None)
-            if subscription is not None:
-                topic_kind = subscription.kind
-            else:
-                topic_kind = self.topic_kind.execute(first, {"slug": claims.topic}).fetchone()
-                topic_kind = topic_kind[0] if topic_kind is not None else None
-        if topic_kind == "marketing":
             due = subscription is not None and bool(subscription.subscribed)
             action, topic = "topic.unsubscribed", claims.topic
         else:
@@ -445,8 +445,8 @@ class OneClick:
             "campaign": context.campaign, "version": version,
             "payload": payload_of(snapshot, change, context.source), "created_at": created_at,
         }
-        if self.next_event_id is not None:
-            event["id"] = event_id = fifth.fetchone()[0]
+        if self.pipelined:
+            event["id"] = event_id = row.event_id
             self.insert_event.execute(third, event)
         else:
             event_id = self.insert_event.execute(third, event).lastrowid
