@@ -30,6 +30,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def iso_z(moment: dt.datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``: every timestamp in snapshots, the API and webhooks."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 class UTCDateTime(TypeDecorator):
     """Aware UTC datetimes on every backend (SQLite keeps no zone)."""
 

@@ -6,7 +6,7 @@ import math
 import time
 from functools import lru_cache
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse_many
@@ -14,36 +14,9 @@ from werkzeug.exceptions import TooManyRequests
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 
-# Endpoints that count their one limit themselves with check_limit(): RFC 8058 one-click
-# (POST /u/<token>), the hot path mailbox providers hit in bursts.
-SELF_LIMITED = frozenset({"unsubscribe.confirm"})
-
-
 def init_app(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
-    _skip_self_limited(app)
-
-
-def _skip_self_limited(app: Flask) -> None:
-    """Flask-Limiter's before-request hook resolves every default and decorated limit of
-    every request (about 50 us); the SELF_LIMITED endpoints skip it and check their own.
-    Its after-request hook only adds the headers of limits the first one met: skipped too.
-    (A limiter disabled by configuration registers neither.)"""
-    check, inject_headers = limiter._check_request_limit, Limiter._Limiter__inject_headers
-    for hooks in (app.before_request_funcs[None], app.after_request_funcs[None]):
-        for index, hook in enumerate(hooks):
-            if hook == check or getattr(hook, "func", None) is inject_headers:
-                hooks[index] = _unless_self_limited(hook)
-
-
-def _unless_self_limited(hook):
-    def skip_self_limited(*response):
-        if request.endpoint in SELF_LIMITED:
-            return response[0] if response else None
-        return hook(*response)
-
-    return skip_self_limited
 
 
 def public_limit():

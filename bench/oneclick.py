@@ -6,8 +6,13 @@ N subscribers and (b) a bare Flask app whose POST returns a constant, with the
 same gunicorn settings (2 workers), drives each from a loopback client at 32
 concurrent connections for a bounded time (``wrk`` when installed, else an
 asyncio httpx client), and prints requests/s, p50 and p99 of both and their
-ratio. Every measured request names a different subscriber until the tokens
-run out, so the first pass unsubscribes (writes) and later passes are repeats.
+ratio. The two servers run side by side and are measured in turns (real, bare,
+real, bare...; ``--rounds``), and each figure is the median of its rounds, so a
+machine that slows down or speeds up mid-run (a shared host) moves both alike.
+Every round starts with everyone subscribed again, and every measured request
+names a different subscriber until the tokens run out: the first pass
+unsubscribes (writes) and later passes are repeats; the table shows how many
+requests of a round were writes.
 
     .venv/bin/python bench/oneclick.py                      # both databases
     .venv/bin/python bench/oneclick.py --databases sqlite --duration 5
@@ -62,6 +67,7 @@ class Result:
     p99_ms: float
     requests: int
     errors: int
+    writes: int = 0
 
 
 # --- databases -------------------------------------------------------------------------------
@@ -271,18 +277,44 @@ def run_asyncio(base_url: str, paths: list[str], duration: int, connections: int
     }
 
 
-def measure(label: str, spec: str, worker_class: str, env: dict, paths: list[str],
-            warm_path: str, args) -> Result:
-    server = Gunicorn(spec, worker_class, env, args.threads)
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def summary(label: str, rounds: list[dict], writes: int) -> Result:
+    """The median round's figures; requests and errors over all rounds."""
+    return Result(label, median([r["rps"] for r in rounds]), median([r["p50"] for r in rounds]),
+                  median([r["p99"] for r in rounds]), sum(r["requests"] for r in rounds),
+                  sum(r["errors"] for r in rounds), writes)
+
+
+def compare(url: str, worker_class: str, env: dict, paths: list[str], warm_path: str,
+            args) -> tuple[Result, Result]:
+    """The real app and the bare one, served side by side, driven in turns."""
+    drive = run_wrk if shutil.which("wrk") else run_asyncio
+    servers = [Gunicorn("wsgi:app", worker_class, env, args.threads),
+               Gunicorn("bench.oneclick:bare_app", worker_class, env, args.threads)]
+    real_rounds, bare_rounds = [], []
     try:
-        server.wait()
-        warm_up(server.base_url, warm_path)
-        drive = run_wrk if shutil.which("wrk") else run_asyncio
-        figures = drive(server.base_url, paths, args.duration, args.connections)
+        for server in servers:
+            server.wait()
+            warm_up(server.base_url, warm_path)
+        for number in range(1, args.rounds + 1):
+            resubscribe_everyone(url)
+            real = drive(servers[0].base_url, paths, args.duration, args.connections)
+            bare = drive(servers[1].base_url, paths, args.duration, args.connections)
+            real_rounds.append(real)
+            bare_rounds.append(bare)
+            print(f"    round {number}: real {real['rps']:8.1f} rps p99 {real['p99']:6.1f} ms"
+                  f" | bare {bare['rps']:8.1f} rps | ratio {real['rps'] / bare['rps']:.2f}",
+                  flush=True)
     finally:
-        server.stop()
-    return Result(label, figures["rps"], figures["p50"], figures["p99"], figures["requests"],
-                  figures["errors"])
+        for server in servers:
+            server.stop()
+    writes = int(median([min(len(paths), r["requests"]) for r in real_rounds]))
+    return summary("prefcenter", real_rounds, writes), summary("bare flask", bare_rounds, 0)
 
 
 # --- profile ---------------------------------------------------------------------------------
@@ -324,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=5000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="turns of (real, bare) per database and worker class")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--workers", default="sync,gthread")
@@ -332,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of the one-click path instead")
     args = parser.parse_args(argv)
-    if args.duration > 60 or args.connections > 256:
-        parser.error("keep the load bounded: at most 60 s and 256 connections")
+    if args.duration > 60 or args.connections > 256 or not 1 <= args.rounds <= 10:
+        parser.error("keep the load bounded: at most 60 s, 256 connections and 10 rounds")
 
     results: list[tuple[str, str, Result, Result]] = []
     with tempfile.TemporaryDirectory(prefix="bench-oneclick-") as tmp:
@@ -345,11 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                 profile(url, paths)
                 continue
             for worker_class in args.workers.split(","):
-                resubscribe_everyone(url)
-                real = measure("prefcenter", "wsgi:app", worker_class, app_env(url), paths,
-                               warm_path, args)
-                bare = measure("bare flask", "bench.oneclick:bare_app", worker_class,
-                               app_env(url), paths, warm_path, args)
+                real, bare = compare(url, worker_class, app_env(url), paths, warm_path, args)
                 results.append((name, worker_class, real, bare))
                 print_row(name, worker_class, real, bare)
     if results:
@@ -368,19 +398,20 @@ def print_row(name: str, worker_class: str, real: Result, bare: Result) -> None:
 def print_table(results, args) -> None:
     client = "wrk" if shutil.which("wrk") else "httpx/asyncio"
     print(f"one-click POST, gunicorn 2 workers ({args.threads} threads with gthread), "
-          f"{args.connections} connections, "
+          f"{args.connections} connections, median of {args.rounds} rounds of "
           f"{args.duration} s each, client {client}, {args.subscribers} subscribers")
     header = ("| database | workers | app | requests/s | p50 ms | p99 ms | requests | errors "
-              "| ratio |")
+              "| writes per round | ratio |")
     print(header)
-    print("|" + "---|" * 9)
+    print("|" + "---|" * 10)
     for name, worker_class, real, bare in results:
         ratio = real.requests_per_second / bare.requests_per_second
         for result in (real, bare):
             shown = f"{ratio:.2f}" if result is real else ""
             print(f"| {name} | {worker_class} | {result.label} | "
                   f"{result.requests_per_second:.0f} | {result.p50_ms:.1f} | "
-                  f"{result.p99_ms:.1f} | {result.requests} | {result.errors} | {shown} |")
+                  f"{result.p99_ms:.1f} | {result.requests} | {result.errors} | "
+                  f"{result.writes if result is real else ''} | {shown} |")
 
 
 if __name__ == "__main__":

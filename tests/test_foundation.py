@@ -131,15 +131,18 @@ def test_rate_limit_answers_429_with_retry_after_and_only_then(database_url, cat
     assert "Too many requests" in limited.get_data(as_text=True)
 
 
-def test_one_click_skips_flask_limiters_hooks_and_counts_its_own_limit(database_url):
-    """POST /u/<token> counts one limit itself (app.limits.check_limit); every other
-    route keeps Flask-Limiter's hooks, with their X-RateLimit headers."""
+def test_one_click_skips_the_extensions_hooks_and_counts_its_own_limit(database_url):
+    """POST /u/<token> counts one limit itself (app.limits.check_limit) and checks its own
+    form's CSRF token; every other route keeps Flask-Limiter's hooks, with their
+    X-RateLimit headers, and Flask-WTF's."""
     app = create_app(make_config(database_url, RATELIMIT_ENABLED=True,
                                  RATELIMIT_PUBLIC="5 per minute",
                                  RATELIMIT_ONE_CLICK="2 per minute"))
-    wrapped = [hook for hooks in (app.before_request_funcs[None], app.after_request_funcs[None])
-               for hook in hooks if hook.__name__ == "skip_self_limited"]
-    assert len(wrapped) == 2  # found both: Flask-Limiter still hooks in the same way
+    wrapped = [hook for hooks in (app.before_request_funcs[None], app.after_request_funcs[None],
+                                  app.teardown_request_funcs[None])
+               for hook in hooks if hook.__name__ == "skip_when_self_checked"]
+    # Found all four: Flask-Limiter (3) and Flask-WTF (1) still hook in the same way.
+    assert len(wrapped) == 4
     client = app.test_client()
     page = client.get("/p/anything")
     assert page.headers["X-RateLimit-Limit"] == "5"

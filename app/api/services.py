@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import iso_z
 from app.events.models import Event
 from app.links.minting import LinkRequest, campaign_error, link_error, link_targets, link_topics
 from app.links.services import links_for
@@ -422,7 +423,7 @@ def event_view(event: Event, external_id: str | None) -> dict:
         "source": event.source,
         "campaign": event.campaign,
         "version": event.version,
-        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso_z(event.created_at),
         "subscriber": external_id,
     }
 

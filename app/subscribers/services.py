@@ -9,7 +9,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import iso_z, utcnow
 from app.events.models import Event
 from app.events.services import record_event, seal
 from app.subscribers.models import Subscriber, Subscription, Suppression
@@ -107,7 +107,7 @@ def snapshot_of(*, external_id, email, locale, role, unsubscribed_all, topics, v
             for slug, subscribed, frequency in sorted(topics, key=lambda t: t[0])
         },
         "version": version,
-        "updated_at": updated_at.isoformat().replace("+00:00", "Z"),
+        "updated_at": iso_z(updated_at),
     }
 
 

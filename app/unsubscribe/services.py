@@ -12,14 +12,14 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import Integer, String, and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
-from app.db import Database, utcnow
+from app.db import Database, UTCDateTime, iso_z, utcnow
 from app.events.models import Event
 from app.events.services import payload_of
 from app.links.services import (
@@ -27,7 +27,6 @@ from app.links.services import (
     ExpiredLink,
     InvalidLink,
     LinkClaims,
-    LinkError,
     LinkSigner,
     RevokedLink,
     UnknownSubscriber,
@@ -169,11 +168,11 @@ def undo(session: Session, subscriber: Subscriber, topic: Topic | None, *,
 # that is marketing unsubscribes that topic; one that is unknown or not marketing, or no topic,
 # unsubscribes from all marketing. A repeat changes nothing and is answered from one read.
 #
-# One-clicks arrive in bursts (a send's worth of mailbox providers) and mostly repeat, so this
-# path skips the ORM and SQLAlchemy's per-execution work: the statements below are SQLAlchemy
-# Core, compiled once per dialect, bound with their columns' own bind processors and run on a
-# DBAPI cursor. On PostgreSQL the reads under the lock go in one pipelined round trip and the
-# writes plus COMMIT in another.
+# One-clicks arrive in bursts (a send's worth of mailbox providers), so this path skips the ORM
+# and SQLAlchemy's per-execution work. On PostgreSQL it is one call of the server-side function
+# prefcenter_one_click() (migration 0002): one statement, its own transaction, committed when it
+# returns. On SQLite, the statements below: SQLAlchemy Core, compiled once, bound with their
+# columns' own bind processors and run on a DBAPI cursor, in process.
 
 _subscribers = Subscriber.__table__
 _subscriptions = Subscription.__table__
@@ -197,8 +196,8 @@ _STATE = (
            _subscribers.c.erased_at.is_(None))
 )
 _TOPIC_KIND = select(_topics.c.kind).where(_topics.c.slug == bindparam("slug"))
-# Under the write lock: the subscriber row locked (PostgreSQL; SQLite holds the database),
-# with the kind of the token's topic (None if there is no such topic).
+# Under the write lock: the subscriber (SQLite's BEGIN IMMEDIATE holds the database), with the
+# kind of the token's topic (None if there is no such topic).
 _LOCKED = (
     select(_subscribers.c.id, _subscribers.c.external_id, _subscribers.c.email,
            _subscribers.c.locale, _subscribers.c.unsubscribed_all, _subscribers.c.link_epoch,
@@ -209,23 +208,15 @@ _LOCKED = (
            _subscribers.c.erased_at.is_(None))
     .with_for_update(of=_subscribers)
 )
-# Read after the lock is granted (a fresh snapshot under READ COMMITTED), so keyed by public
-# id: in the same pipeline as the lock, before the subscriber's id is known.
 _SUBSCRIPTIONS = (
     select(_topics.c.id, _topics.c.slug, _topics.c.kind, _subscriptions.c.subscribed,
            _subscriptions.c.frequency)
     .join_from(_subscriptions, _topics, _topics.c.id == _subscriptions.c.topic_id)
-    .join(_subscribers, _subscribers.c.id == _subscriptions.c.subscriber_id)
-    .where(_subscribers.c.public_id == bindparam("public_id"))
+    .where(_subscriptions.c.subscriber_id == bindparam("subscriber_id"))
 )
 _ENABLED_ENDPOINTS = (
     select(_endpoints.c.id, _endpoints.c.event_types).where(_endpoints.c.enabled.is_(True))
 )
-# PostgreSQL: the event's id drawn with the lock, so the event and its outbox rows can go
-# in one round trip (an id drawn by a click that then finds nothing to do is a gap, as a
-# rolled-back insert would leave).
-_LOCKED_DRAWING_EVENT_ID = _LOCKED.add_columns(
-    func.nextval(func.pg_get_serial_sequence("events", "id")).label("event_id"))
 _STOP_TOPIC = (
     update(_subscriptions)
     .where(_subscriptions.c.subscriber_id == bindparam("b_subscriber_id"),
@@ -242,6 +233,15 @@ _EVENT_COLUMNS = ("subscriber_id", "type", "action", "topic", "before", "after",
                   "actor", "token_id", "campaign", "version", "payload", "created_at")
 _DELIVERY_COLUMNS = ("endpoint_id", "event_id", "subscriber_id", "status", "attempts",
                      "next_attempt_at", "created_at")
+# PostgreSQL: the whole of it, server-side (migration 0002). Returns one of _CALL_ANSWERS.
+_CALL = select(func.prefcenter_one_click(
+    bindparam("public_id", type_=String), bindparam("epoch", type_=Integer),
+    bindparam("topic", type_=String), bindparam("source", type_=String),
+    bindparam("actor", type_=String), bindparam("token_id", type_=String),
+    bindparam("campaign", type_=String), bindparam("now", type_=UTCDateTime()),
+    bindparam("now_text", type_=String), bindparam("created_at", type_=UTCDateTime()),
+))
+_WRITTEN, _IN_FORCE, _UNKNOWN, _REVOKED = range(4)
 
 
 def _insert(table, names):
@@ -297,7 +297,6 @@ class _Locked(NamedTuple):
     version: int
     role: str | None
     topic_kind: str | None
-    event_id: int | None = None
 
 
 class _Subscription(NamedTuple):
@@ -328,23 +327,52 @@ class OneClick:
         def compiled(statement):
             return _Statement(statement, dialect)
 
-        self.dialect = dialect
-        # PostgreSQL (psycopg) sends each phase as one pipeline; SQLite runs in process.
-        self.pipelined = dialect.name == "postgresql" and dialect.driver == "psycopg"
-        self.begin = "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN"
+        self.server_side = dialect.name == "postgresql"
+        self.call = compiled(_CALL) if self.server_side else None
         self.state = compiled(_STATE)
-        # With a pipeline the event id is drawn in the first round trip, so the event and its
-        # outbox rows go together in the second; otherwise it is the inserted row's id.
-        self.locked = compiled(_LOCKED_DRAWING_EVENT_ID if self.pipelined else _LOCKED)
+        self.locked = compiled(_LOCKED)
         self.subscriptions = compiled(_SUBSCRIPTIONS)
         self.endpoints = compiled(_ENABLED_ENDPOINTS)
         self.stop_topic = compiled(_STOP_TOPIC)
         self.bump = compiled(_BUMP)
-        self.insert_event = compiled(
-            _insert(_events, ("id", *_EVENT_COLUMNS) if self.pipelined else _EVENT_COLUMNS))
+        self.insert_event = compiled(_insert(_events, _EVENT_COLUMNS))
         self.insert_delivery = compiled(_insert(_deliveries, _DELIVERY_COLUMNS))
         self._event_types = (_endpoints.c.event_types.type.dialect_impl(dialect)
                              .result_processor(dialect, None))
+
+    def unsubscribe(self, connection, claims: LinkClaims, *, context: Context,
+                    transaction: bool, queue=nullcontext) -> int:
+        """Apply the token's unsubscribe; the number of events written (0 for a repeat).
+
+        With ``transaction``, in a transaction of its own on ``connection`` (in autocommit
+        mode), which has committed before this returns; without, in the caller's, which the
+        caller commits. ``queue()`` is entered before the write lock is asked for (SQLite's
+        :func:`writers_queue`). Raises :class:`UnknownSubscriber` or :class:`RevokedLink`.
+        """
+        if self.server_side:
+            return self._call(connection, claims, context)
+        if self.in_force(connection, claims):
+            return 0
+        with queue():
+            return self.apply(connection, claims, context=context, transaction=transaction)
+
+    def _call(self, connection, claims: LinkClaims, context: Context) -> int:
+        now = utcnow()
+        cursor = connection.cursor()
+        try:
+            answer = self.call.execute(cursor, {
+                "public_id": claims.public_id, "epoch": claims.epoch, "topic": claims.topic,
+                "source": context.source, "actor": context.actor, "token_id": context.token_id,
+                "campaign": context.campaign, "now": now, "now_text": iso_z(now),
+                "created_at": utcnow(),
+            }).fetchone()[0]
+        finally:
+            cursor.close()
+        if answer == _UNKNOWN:
+            raise UnknownSubscriber("no such subscriber")
+        if answer == _REVOKED:
+            raise RevokedLink("link revoked")
+        return 1 if answer == _WRITTEN else 0
 
     def in_force(self, connection, claims: LinkClaims) -> bool:
         """Whether the token's unsubscribe is already in force (one read, no lock).
@@ -366,46 +394,37 @@ class OneClick:
 
     def apply(self, connection, claims: LinkClaims, *, context: Context,
               transaction: bool) -> int:
-        """Apply the token's unsubscribe; the number of events written (0 or 1).
-
-        With ``transaction`` it runs in its own transaction on ``connection`` (in autocommit
-        mode): SQLite's BEGIN IMMEDIATE or PostgreSQL's row lock, then COMMIT, which has
-        returned before this does. Without, in the caller's transaction, which the caller
-        commits. The state is read again under the lock, so of two racing clicks the second
-        finds the first one's change and writes nothing. What is written is what
+        """The write, in process (SQLite): BEGIN IMMEDIATE (with ``transaction``), then the
+        state read again under the lock, so of two racing clicks the second finds the first
+        one's change and writes nothing. What is written is what
         :func:`app.subscribers.services.unsubscribe` writes: the flag or the subscription,
         version and updated_at, one event whose payload is the new snapshot, and one outbox
         row per enabled endpoint that wants the event.
         """
-        cursors = [connection.cursor() for _ in range(4)]
+        cursor = connection.cursor()
         try:
-            if self.pipelined:
-                with connection.pipeline():
-                    return self._apply(connection, cursors, claims, context, transaction)
-            return self._apply(connection, cursors, claims, context, transaction)
-        finally:
-            for cursor in cursors:
-                cursor.close()
-
-    def _apply(self, connection, cursors, claims, context, transaction) -> int:
-        first, second, third, fourth = cursors
-        by_id = {"public_id": claims.public_id}
-        # Round trip 1 (pipelined): take the lock, then read what the change needs.
-        if transaction:
-            first.execute(self.begin)
-        self.locked.execute(second, {"public_id": claims.public_id, "slug": claims.topic})
-        self.subscriptions.execute(third, by_id)
-        self.endpoints.execute(fourth)
-        row = second.fetchone()
-        row = None if row is None else _Locked(*row)
-        subscriptions = [_Subscription(*s) for s in third.fetchall()]
-        endpoints = [_Endpoint(*e) for e in fourth.fetchall()]
-        try:
-            _check(row, claims)
-        except LinkError:
             if transaction:
-                first.execute("ROLLBACK")
-            raise
+                cursor.execute("BEGIN IMMEDIATE")
+            try:
+                written = self._write(cursor, claims, context)
+            except BaseException:
+                if transaction:
+                    cursor.execute("ROLLBACK")
+                raise
+            if transaction:
+                cursor.execute("COMMIT" if written else "ROLLBACK")
+            return written
+        finally:
+            cursor.close()
+
+    def _write(self, cursor, claims: LinkClaims, context: Context) -> int:
+        row = self.locked.execute(
+            cursor, {"public_id": claims.public_id, "slug": claims.topic}).fetchone()
+        row = None if row is None else _Locked(*row)
+        _check(row, claims)
+        subscriptions = [_Subscription(*s) for s in self.subscriptions.execute(
+            cursor, {"subscriber_id": row.id}).fetchall()]
+        subscription = None
         if row.topic_kind == "marketing":
             subscription = next((s for s in subscriptions if s.slug == claims.topic), None)
             due = subscription is not None and bool(subscription.subscribed)
@@ -414,8 +433,6 @@ class OneClick:
             due = not row.unsubscribed_all
             action, topic = "unsubscribed_all", None
         if not due:
-            if transaction:
-                first.execute("ROLLBACK")
             return 0
         type_ = "subscriber.unsubscribed"
         now = utcnow()
@@ -432,35 +449,28 @@ class OneClick:
         before, after = (True, False) if topic is not None else (False, True)
         change = {"action": action, "topic": topic, "before": before, "after": after}
         created_at = utcnow()
-        # Round trip 2 (pipelined): the change, the event, its outbox rows, COMMIT.
         if topic is not None:
-            self.stop_topic.execute(first, {"b_subscriber_id": row.id,
-                                            "b_topic_id": subscription.id, "now": now})
-        self.bump.execute(second, {"subscriber_id": row.id, "new_version": version,
+            self.stop_topic.execute(cursor, {"b_subscriber_id": row.id,
+                                             "b_topic_id": subscription.id, "now": now})
+        self.bump.execute(cursor, {"subscriber_id": row.id, "new_version": version,
                                    "now": now, "all_off": all_off})
-        event = {
+        event_id = self.insert_event.execute(cursor, {
             "subscriber_id": row.id, "type": type_, "action": action, "topic": topic,
             "before": {"value": before}, "after": {"value": after},
             "source": context.source, "actor": context.actor, "token_id": context.token_id,
             "campaign": context.campaign, "version": version,
             "payload": payload_of(snapshot, change, context.source), "created_at": created_at,
-        }
-        if self.pipelined:
-            event["id"] = event_id = row.event_id
-            self.insert_event.execute(third, event)
-        else:
-            event_id = self.insert_event.execute(third, event).lastrowid
+        }).lastrowid
+        endpoints = [_Endpoint(*e) for e in self.endpoints.execute(cursor).fetchall()]
         for endpoint in endpoints:
             if self._event_types is not None:
                 endpoint = endpoint._replace(event_types=self._event_types(endpoint.event_types))
             # The model's own rule for which events an endpoint receives.
             if WebhookEndpoint.wants(endpoint, type_):
-                self.insert_delivery.execute(fourth, {
+                self.insert_delivery.execute(cursor, {
                     "endpoint_id": endpoint.id, "event_id": event_id, "subscriber_id": row.id,
                     "status": "pending", "attempts": 0, "next_attempt_at": created_at,
                     "created_at": created_at})
-        if transaction:
-            first.execute("COMMIT")
         return 1
 
 
@@ -481,6 +491,6 @@ def one_click_in_force(conn: Connection, claims: LinkClaims) -> bool:
 
 
 def one_click_unsubscribe(conn: Connection, claims: LinkClaims, *, context: Context) -> int:
-    """:meth:`OneClick.apply` in ``conn``'s transaction, which the caller commits."""
-    return OneClick.for_dialect(conn.dialect).apply(_driver_connection(conn), claims,
-                                                    context=context, transaction=False)
+    """:meth:`OneClick.unsubscribe` in ``conn``'s transaction, which the caller commits."""
+    return OneClick.for_dialect(conn.dialect).unsubscribe(
+        _driver_connection(conn), claims, context=context, transaction=False)

@@ -234,10 +234,8 @@ def _one_click(token: str) -> Response:
     rule = OneClick.for_dialect(db.engine.dialect)
 
     def unsubscribe_once(connection, *, transaction: bool = True) -> None:
-        if not rule.in_force(connection, claims):
-            with writers_queue(db):
-                rule.apply(connection, claims, context=_context("one_click", claims),
-                           transaction=transaction)
+        rule.unsubscribe(connection, claims, context=_context("one_click", claims),
+                         transaction=transaction, queue=lambda: writers_queue(db))
 
     try:
         if isinstance(db.sessionmaker.kw.get("bind"), Engine):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from app.db import utcnow
+from app.db import iso_z, utcnow
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 USER_AGENT = "Prefcenter-Webhooks/0.1 (+https://www.standardwebhooks.com/)"
@@ -35,10 +35,6 @@ class AttemptResult:
     at: dt.datetime
     duration: float
 
-
-def iso_z(moment: dt.datetime) -> str:
-    """ISO 8601 in UTC with a ``Z``, as every timestamp in the webhook body."""
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def message_id(event_id: int) -> str:
