@@ -488,3 +488,30 @@ def test_a_later_sync_does_not_undo_the_subscribers_own_choice(api, session):
     synced = api.put("/subscribers/crm-8", json={"email": "back@example.com", "locale": "ms"})
     assert synced.status_code == 200
     assert synced.get_json()["unsubscribed_all"] is False
+
+
+def test_a_create_that_lost_the_race_before_its_address_check_becomes_an_update(
+        api, session, monkeypatch):
+    """The window behind a flaky 409 in test_concurrent_creates_make_one_subscriber: this
+    request found no subscriber, then a concurrent one created it (same external id and
+    address) before this request checked the address. It must update, not refuse."""
+    import app.api.services as services
+
+    assert api.put("/subscribers/race-2", json={"email": "race2@example.com"}).status_code == 201
+    first_read = []
+    real = services.by_external_id
+
+    def not_yet_committed(session_, external_id, **kwargs):
+        if not first_read:
+            first_read.append(external_id)
+            return None  # as seen before the other request committed
+        return real(session_, external_id, **kwargs)
+
+    monkeypatch.setattr(services, "by_external_id", not_yet_committed)
+    response = api.put("/subscribers/race-2", json={
+        "email": "race2@example.com", "topics": {"alerts": {"subscribed": True}}})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["topics"]["alerts"]["subscribed"] is True
+    assert first_read == ["race-2"]
+    assert session.scalar(select(func.count(Subscriber.id)).where(
+        Subscriber.external_id == "race-2")) == 1

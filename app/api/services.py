@@ -185,6 +185,10 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
     _check_topics(data.topics, allowed)
     if email is not None:
         other = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        if subscriber is None and other is not None and other.external_id == external_id:
+            # A concurrent request created this very subscriber after our first read (it
+            # found no row to lock): this request becomes an update of it.
+            subscriber = by_external_id(session, external_id, for_update=True)
         if other is not None and other is not subscriber:
             raise ApiProblem(409, "Conflict",
                              f"The address {email} already belongs to the subscriber "
