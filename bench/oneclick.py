@@ -160,9 +160,10 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    def __init__(self, spec: str, worker_class: str, env: dict, threads: int):
+    def __init__(self, spec: str, worker_class: str, env: dict, threads: int,
+                 processes: int = 2):
         self.port = free_port()
-        command = [str(ROOT / ".venv/bin/gunicorn"), "--workers", "2",
+        command = [str(ROOT / ".venv/bin/gunicorn"), "--workers", str(processes),
                    "--worker-class", worker_class, "--bind", f"127.0.0.1:{self.port}",
                    "--log-level", "warning", "--chdir", str(ROOT)]
         if worker_class == "gthread":
@@ -303,8 +304,9 @@ def compare(url: str, worker_class: str, env: dict, paths: list[str], warm_path:
             args) -> tuple[Result, Result]:
     """The real app and the bare one, served side by side, driven in turns."""
     drive = run_wrk if shutil.which("wrk") else run_asyncio
-    servers = [Gunicorn("wsgi:app", worker_class, env, args.threads),
-               Gunicorn("bench.oneclick:bare_app", worker_class, env, args.threads)]
+    servers = [Gunicorn("wsgi:app", worker_class, env, args.threads, args.processes),
+               Gunicorn("bench.oneclick:bare_app", worker_class, env, args.threads,
+                        args.processes)]
     real_rounds, bare_rounds = [], []
     try:
         for server in servers:
@@ -371,12 +373,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--workers", default="sync,gthread")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="gunicorn worker processes of each server (its --workers)")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of the one-click path instead")
     args = parser.parse_args(argv)
-    if args.duration > 60 or args.connections > 256 or not 1 <= args.rounds <= 10:
-        parser.error("keep the load bounded: at most 60 s, 256 connections and 10 rounds")
+    if (args.duration > 60 or args.connections > 256 or not 1 <= args.rounds <= 10
+            or not 1 <= args.processes <= 16):
+        parser.error("keep the load bounded: at most 60 s, 256 connections, 10 rounds "
+                     "and 16 processes")
 
     results: list[tuple[str, str, Result, Result]] = []
     with tempfile.TemporaryDirectory(prefix="bench-oneclick-") as tmp:
@@ -406,7 +412,8 @@ def print_row(name: str, worker_class: str, real: Result, bare: Result) -> None:
 
 def print_table(results, args) -> None:
     client = "wrk" if shutil.which("wrk") else "httpx/asyncio"
-    print(f"one-click POST, gunicorn 2 workers ({args.threads} threads with gthread), "
+    print(f"one-click POST, gunicorn {args.processes} workers "
+          f"({args.threads} threads with gthread), "
           f"{args.connections} connections, median of {args.rounds} rounds of "
           f"{args.duration} s each, client {client}, {args.subscribers} subscribers")
     header = ("| database | workers | app | requests/s | p50 ms | p99 ms | requests | errors "
