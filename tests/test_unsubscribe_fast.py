@@ -1,10 +1,11 @@
-"""One rule, two paths: the one-click's Core fast path writes what the ORM ``unsubscribe()`` writes.
+"""One rule, two paths: the one-click path writes what the ORM ``unsubscribe()`` writes.
 
 Each case unsubscribes two identical subscribers, one through
 :func:`app.subscribers.services.unsubscribe` (the ORM rule every other caller uses) and one
-through :func:`app.unsubscribe.services.one_click_unsubscribe`, and compares the events
-(every column, the payload modulo the subscriber's own address, ids and times), the outbox
-rows and the subscriber's resulting state.
+through :func:`app.unsubscribe.services.one_click_unsubscribe` (on SQLite the in-process Core
+statements, on PostgreSQL the server-side ``prefcenter_one_click()`` of migration 0002), and
+compares the events (every column, the payload modulo the subscriber's own address, ids and
+times), the outbox rows and the subscriber's resulting state.
 """
 
 from __future__ import annotations
