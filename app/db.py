@@ -76,7 +76,6 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_options)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
-
         self.own_connections = OwnConnections(self.engine)
 
     @property
@@ -90,9 +89,9 @@ class OwnConnections:
 
     The pool pre-pings every checkout, a round trip as dear on PostgreSQL as the query
     itself. Here a connection is pinged once, when it is opened; later, a connection that
-    died meanwhile (the server restarted) is found by its first statement: :meth:`use`
-    discards it, and a caller whose first statement only reads may safely run it again on
-    a fresh one. A connection that saw any error is discarded, never reused half-done.
+    died meanwhile (the server restarted) is found by its first statement: :meth:`run`
+    discards it and runs the work once more on a fresh one. A connection that saw any
+    error is discarded, never reused half-done.
     """
 
     def __init__(self, engine: Engine):

@@ -16,8 +16,6 @@ from app.topics.models import (
     TopicTranslation,
 )
 
-ALL = ["daily", "weekly", "biweekly", "monthly", "quarterly"]
-
 TOPICS = [
     # slug, kind, frequencies, default, {locale: (name, description)}
     ("offers", "marketing", ["daily", "weekly", "biweekly", "monthly"], "weekly", {

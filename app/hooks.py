@@ -14,6 +14,8 @@ from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
 
 SELF_CHECKED = frozenset({"unsubscribe.confirm"})
+# Flask-WTF registers its check as a closure of CSRFProtect.init_app.
+_CSRF_HOOK = "CSRFProtect.init_app.<locals>.csrf_protect"
 
 
 def init_app(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
@@ -27,8 +29,7 @@ def init_app(app: Flask, limiter: Limiter, csrf: CSRFProtect) -> None:
         for index, hook in enumerate(hooks):
             if (hook in ours
                     or getattr(hook, "func", None) is Limiter._Limiter__inject_headers
-                    or getattr(hook, "__qualname__", "") == "CSRFProtect.init_app.<locals>"
-                                                           ".csrf_protect"):
+                    or getattr(hook, "__qualname__", "") == _CSRF_HOOK):
                 hooks[index] = _unless_self_checked(hook)
 
 

@@ -14,6 +14,7 @@ from werkzeug.exceptions import TooManyRequests
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
