@@ -50,6 +50,17 @@ def admin_client(client, admin):
     return client
 
 
+@pytest.fixture
+def ui(admin_client, catalogue):
+    """A logged-in admin's client, with the test catalogue loaded."""
+    return admin_client
+
+
+def post(client, path, **data):
+    """A form post carrying the admin session's CSRF token."""
+    return client.post(path, data={"csrf_token": token(client), **data})
+
+
 def example_args(rule) -> dict:
     return {name: 1 for name in rule.arguments}
 

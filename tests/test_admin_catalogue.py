@@ -9,8 +9,10 @@ from app.admin.models import AuditEntry
 from app.subscribers.models import Subscriber
 from app.subscribers.services import Context, TopicChoice, change
 from app.topics.models import Role, Topic
-from tests.test_admin import FAST_HASH, login, token
-from tests.test_admin import admin as admin  # the fixture, re-exported
+from tests.test_admin import FAST_HASH, post, token
+from tests.test_admin import admin as admin  # the fixtures, re-exported
+from tests.test_admin import admin_client as admin_client
+from tests.test_admin import ui as ui
 
 LOCALES = ("en", "ar", "ru", "ms")
 
@@ -20,22 +22,12 @@ def app_config():
     return dict(FAST_HASH)
 
 
-@pytest.fixture
-def ui(client, admin, catalogue):
-    assert login(client).status_code == 303
-    return client
-
-
 def topic_fields(**overrides) -> dict:
     data = {"slug": "webinars", "kind": "marketing", "frequencies": ["weekly", "monthly"],
             "default_frequency": "weekly", "name_en": "Webinars",
             "description_en": "Live sessions with our experts.", "name_ar": "ندوات عبر الإنترنت"}
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
-
-
-def post(client, url, **data):
-    return client.post(url, data={"csrf_token": token(client), **data})
 
 
 def topic(session, slug) -> Topic | None:

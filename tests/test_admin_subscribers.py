@@ -12,23 +12,15 @@ from app.events.models import Event
 from app.subscribers.services import Context, TopicChoice, change
 from app.topics.models import Topic
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
-from tests.test_admin import FAST_HASH, login, token
-from tests.test_admin import admin as admin  # the fixture, re-exported
+from tests.test_admin import FAST_HASH, post
+from tests.test_admin import admin as admin  # the fixtures, re-exported
+from tests.test_admin import admin_client as admin_client
+from tests.test_admin import ui as ui
 
 
 @pytest.fixture
 def app_config():
     return dict(FAST_HASH)
-
-
-@pytest.fixture
-def ui(client, admin, catalogue):
-    assert login(client).status_code == 303
-    return client
-
-
-def post(client, url, **data):
-    return client.post(url, data={"csrf_token": token(client), **data})
 
 
 def events_of(session, subscriber) -> list[Event]:

@@ -11,8 +11,10 @@ from app.admin.models import AuditEntry
 from app.events.models import Event
 from app.subscribers.services import Context, change
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
-from tests.test_admin import FAST_HASH, login, token
-from tests.test_admin import admin as admin  # the fixture, re-exported
+from tests.test_admin import FAST_HASH, post
+from tests.test_admin import admin as admin  # the fixtures, re-exported
+from tests.test_admin import admin_client as admin_client
+from tests.test_admin import ui as ui
 from tests.webhook_receiver import Receiver
 
 SECRET_RE = re.compile(r'id="secret"[^>]*value="(whsec_[^"]+)"')
@@ -21,16 +23,6 @@ SECRET_RE = re.compile(r'id="secret"[^>]*value="(whsec_[^"]+)"')
 @pytest.fixture
 def app_config():
     return {**FAST_HASH, "WEBHOOK_TIMEOUT": 2}
-
-
-@pytest.fixture
-def ui(client, admin, catalogue):
-    assert login(client).status_code == 303
-    return client
-
-
-def post(client, path, **data):
-    return client.post(path, data={"csrf_token": token(client), **data})
 
 
 def add(ui, url="http://127.0.0.1:9/hooks", **fields) -> tuple[str, str]:
