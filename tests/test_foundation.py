@@ -151,3 +151,20 @@ def test_one_click_skips_the_extensions_hooks_and_counts_its_own_limit(database_
     assert [a.status_code for a in answers] == [400, 400, 429]
     assert "X-RateLimit-Limit" not in answers[0].headers
     assert int(answers[2].headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("base_url", ["https://prefs.example.com", "http://127.0.0.1"])
+def test_security_headers_on_every_answer_and_hsts_only_over_https(database_url, base_url):
+    app = create_app(make_config(database_url, BASE_URL=base_url))
+    client = app.test_client()
+    for response in (client.get("/healthz"), client.get("/p/not-a-token"),
+                     client.post("/u/not-a-token", data={"List-Unsubscribe": "One-Click"})):
+        headers = response.headers
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert ("Strict-Transport-Security" in headers) is base_url.startswith("https://")
+        # A header the view set itself is kept, once.
+        assert len(headers.getlist("Cache-Control")) <= 1
+        assert "Retry-After" not in headers
