@@ -30,6 +30,9 @@ def create_app(config: dict | None = None) -> Flask:
     limits.init_app(app)
     hooks.init_app(app, limits.limiter, csrf)
     register_blueprints(app)
+    from app.unsubscribe import one_click
+
+    one_click.init_app(app)
 
     from app import cli
 

@@ -43,11 +43,19 @@ def check_limit(limit: str, scope: str) -> None:
     For a hot route exempted from Flask-Limiter's per-request machinery (resolving every
     decorated and default limit twice per request): the same storage and strategy, one hit.
     """
-    if not current_app.config.get("RATELIMIT_ENABLED", True):
-        return
+    wait = retry_after(current_app, limit, scope, get_remote_address())
+    if wait is not None:
+        raise TooManyRequests(retry_after=wait)
+
+
+def retry_after(app: Flask, limit: str, scope: str, key: str) -> int | None:
+    """Count one request of ``key`` against ``limit``: None if within it, else the seconds
+    to wait. Needs no request context (the one-click route below Flask)."""
+    if not app.config.get("RATELIMIT_ENABLED", True):
+        return None
     strategy = limiter.limiter
-    key = get_remote_address()
     for item in _items(limit):
         if not strategy.hit(item, key, scope):
             reset = strategy.get_window_stats(item, key, scope).reset_time
-            raise TooManyRequests(retry_after=max(1, math.ceil(reset - time.time())))
+            return max(1, math.ceil(reset - time.time()))
+    return None

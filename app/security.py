@@ -38,6 +38,11 @@ class CookieSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+def default_headers(app: Flask) -> tuple[tuple[str, str], ...]:
+    """The headers every answer of ``app`` carries unless it set its own."""
+    return app.extensions["prefcenter.security_headers"]
+
+
 def init_app(app: Flask) -> None:
     app.session_interface = CookieSessions()
     app.config.update(
@@ -47,9 +52,10 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_NAME="prefcenter_session",
     )
 
-    defaults = list(HEADERS)
+    defaults = HEADERS
     if app.config["BASE_URL"].startswith("https://"):
-        defaults.append(("Strict-Transport-Security", "max-age=31536000"))
+        defaults += (("Strict-Transport-Security", "max-age=31536000"),)
+    app.extensions["prefcenter.security_headers"] = defaults
     # (lower-case name, name, value): each response is scanned once, not once per header.
     defaults = [(name.lower(), name, value) for name, value in defaults]
 

@@ -6,12 +6,14 @@ import re
 import time
 
 import pytest
+from flask import request
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
 from app.events.models import Event
 from app.links.services import PREFERENCES, SALTS, UNSUBSCRIBE, _Serializer, get_signer, token_id
 from app.subscribers.models import Subscriber
+from app.unsubscribe.one_click import PLAIN, get_answer
 from tests.conftest import TEST_SECRET, csrf_from
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -149,6 +151,93 @@ def test_one_click_multipart_without_topic_unsubscribes_from_all(app, catalogue,
     [event] = changes_of(session, subscriber)
     assert (event.action, event.source, event.campaign) == ("unsubscribed_all", "one_click",
                                                             None)
+
+
+def flask_requests(app) -> list[str]:
+    """The paths that went through Flask's request machinery (a before_request hook)."""
+    seen: list[str] = []
+    app.before_request(lambda: seen.append(request.path))
+    return seen
+
+
+def answer_of(response) -> tuple:
+    headers = sorted((k, v) for k, v in response.headers.items() if k != "Content-Length")
+    return response.status_code, response.get_data(as_text=True), headers
+
+
+ANSWER_CASES = {
+    "topic": lambda links, s: links.unsubscribe(s, topic="offers"),
+    "all": lambda links, s: links.unsubscribe(s),
+    "tampered": lambda links, s: _tampered(links.unsubscribe(s)),
+    "revoked": lambda links, s: links.unsubscribe(s, epoch=s.link_epoch - 1),
+    "not ascii": lambda links, s: "/u/%C3%A9t%C3%A9",
+    "preference token": lambda links, s: "/u/" + links.preferences(s).removeprefix("/p/"),
+}
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True,
+                                         "RATELIMIT_ONE_CLICK": "6 per minute",
+                                         "BASE_URL": "https://prefs.example.com"}])
+@pytest.mark.parametrize("case", ANSWER_CASES)
+def test_one_click_answers_alike_below_flask_and_through_the_view(app, catalogue, links,
+                                                                   session, case):
+    """Providers' urlencoded one-clicks are answered before Flask; multipart ones by the
+    view. Both give the same answers, refusals and rate limit."""
+    seen = flask_requests(app)
+    answers = {}
+    for address, encoding in (("192.0.2.1", "application/x-www-form-urlencoded"),
+                              ("192.0.2.2", "multipart/form-data")):  # a limit each
+        subscriber = catalogue.subscriber()
+        subscriber.link_epoch = 1
+        session.commit()
+        path = ANSWER_CASES[case](links, subscriber)
+        client = app.test_client()
+        answers[encoding] = [
+            answer_of(client.post(path, data=ONE_CLICK, content_type=encoding,
+                                  environ_base={"REMOTE_ADDR": address}))
+            for _ in range(7)]
+        changed = [e.source for e in changes_of(session, subscriber)]
+        assert changed == (["one_click"] if case in ("topic", "all") else [])
+        assert len(seen) == (0 if encoding.endswith("urlencoded") else 7)
+    below, view = answers.values()
+    assert below == view
+    statuses = [status for status, _body, _headers in below]
+    assert statuses[-1] == 429
+    if case in ("topic", "all"):
+        assert statuses[:6] == [200] * 6
+    else:
+        assert len(set(statuses[:6])) == 1 and statuses[0] in (400, 410)
+    assert dict(below[0][2])["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_a_request_the_one_click_route_passes_on_keeps_its_body(client, catalogue, links,
+                                                                session):
+    """Same length and type as a one-click, another value: Flask reads the body the route
+    already read, and answers the plain 400 (a lost body would be a 400 page)."""
+    subscriber = catalogue.subscriber()
+    body = b"List-Unsubscribe=Two-Click"
+    assert len(body) == len("List-Unsubscribe=One-Click")
+    response = client.post(links.unsubscribe(subscriber), data=body,
+                           content_type="application/x-www-form-urlencoded")
+    assert_plain_final(response, 400)
+    assert response.get_data(as_text=True) == PLAIN[400]
+    assert changes_of(session, subscriber) == []
+
+
+@pytest.mark.parametrize("app_config", [{"PROPAGATE_EXCEPTIONS": False}])
+def test_a_failure_below_flask_is_a_logged_plain_500(app, catalogue, links, session,
+                                                     monkeypatch, caplog):
+    subscriber = catalogue.subscriber()
+
+    def broken(_claims):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(get_answer(app), "_unsubscribe", broken)
+    response = app.test_client().post(links.unsubscribe(subscriber), data=ONE_CLICK)
+    assert_plain_final(response, 500)
+    assert "nothing may have been changed" in response.get_data(as_text=True)
+    assert "one-click failed" in caplog.text and "a bug" in caplog.text
+    assert changes_of(session, subscriber) == []
 
 
 def test_one_click_for_a_topic_no_longer_marketing_stops_everything(app, catalogue, links,

@@ -15,70 +15,41 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import validate_csrf
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, ServiceUnavailable
 from wtforms.validators import ValidationError
 
 from app import csrf
-from app.db import Database, get_db, get_session
+from app.db import get_db, get_session
 from app.limits import check_limit, limiter, public_limit
 from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for
 from app.preferences.services import mask_email, transactional_names
 from app.preferences.views import render_link_error
 from app.subscribers.services import Context, unsubscribe
 from app.unsubscribe.forms import UndoForm, UnsubscribeForm
+from app.unsubscribe.one_click import (
+    LINK_PLAIN,
+    ONE_CLICK_FIELD,
+    ONE_CLICK_VALUE,
+    PLAIN,
+    RETRY_AFTER,
+    UNAVAILABLE,
+    URLENCODED,
+    get_answer,
+    rollback_quietly,
+)
 from app.unsubscribe.services import (
-    OneClick,
-    WritersQueueTimeout,
     is_unsubscribed,
     open_unsubscribe,
     target_topic,
     undo,
-    verify_unsubscribe,
     writers_queue,
 )
 
 bp = Blueprint("unsubscribe", __name__)
 
-ONE_CLICK_FIELD = "List-Unsubscribe"
-ONE_CLICK_VALUE = "One-Click"
-URLENCODED = "application/x-www-form-urlencoded"
 FORM_TYPES = frozenset({URLENCODED, "multipart/form-data"})
-ONE_CLICK_BODY = f"{ONE_CLICK_FIELD}={ONE_CLICK_VALUE}".encode("ascii")
-# The database could not take the change (down, restarting, locked): retry later.
-UNAVAILABLE = (DBAPIError, PoolTimeout, WritersQueueTimeout)
-RETRY_AFTER = "5"
-
-# Answers to machines (mailbox providers), not to people: kept short and untranslated.
-PLAIN = {
-    200: "Unsubscribed.\n",
-    400: "Bad request: the body must be List-Unsubscribe=One-Click.\n",
-    413: "Request body too large.\n",
-    415: "Unsupported content type: use application/x-www-form-urlencoded "
-         "or multipart/form-data.\n",
-    429: "Too many requests.\n",
-    503: "Temporarily unavailable; nothing was changed. Retry later.\n",
-}
-LINK_PLAIN = {
-    "invalid": "This link is not valid.\n",
-    "expired": "This link has expired.\n",
-    "revoked": "This link is no longer valid.\n",
-    "unknown": "No such subscriber.\n",
-}
-
-
-def post_limit() -> str:
-    """One-clicks come in volume from a few mailbox providers: their own, higher limit."""
-    if is_one_click():
-        return current_app.config["RATELIMIT_ONE_CLICK"]
-    return public_limit()
-
-
-def post_scope() -> str:
-    return "one-click" if is_one_click() else "public"
 
 
 def is_one_click() -> bool:
@@ -87,13 +58,7 @@ def is_one_click() -> bool:
         g.one_click = False
         if request.method == "POST" and request.mimetype in FORM_TYPES:
             try:
-                # The body as mailbox providers send it, recognised without a form parser;
-                # anything else (multipart, more fields, escapes) is parsed as a form.
-                g.one_click = (
-                    request.mimetype == URLENCODED
-                    and request.content_length == len(ONE_CLICK_BODY)
-                    and request.get_data() == ONE_CLICK_BODY
-                ) or request.form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
+                g.one_click = request.form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
             except RequestEntityTooLarge:
                 g.one_click = False
     return g.one_click
@@ -161,13 +126,6 @@ def _open(token: str, *, for_update: bool = False):
     return session, claims, subscriber, expired
 
 
-def _rollback_quietly(session) -> None:
-    try:
-        session.rollback()
-    except SQLAlchemyError:
-        session.invalidate()
-
-
 def _page_context(token, claims, subscriber, expired, topic) -> dict:
     locale = str(get_locale())
     default = current_app.config["DEFAULT_LOCALE"]
@@ -205,12 +163,17 @@ def page(token: str):
 @csrf.exempt
 @bp.post("/<token>")
 def confirm(token: str):
-    """RFC 8058 one-click, or the page's form (which carries its own CSRF token)."""
-    check_limit(post_limit(), post_scope())
+    """RFC 8058 one-click, or the page's form (which carries its own CSRF token).
+
+    One-clicks as mailbox providers send them are answered before Flask sees them
+    (:class:`app.unsubscribe.one_click.OneClickRoute`); this is the same answer to the
+    other encodings of the same form (multipart, extra fields)."""
+    if request.mimetype in FORM_TYPES and is_one_click():
+        status, body, headers = get_answer(current_app)(token, get_remote_address())
+        return plain(status, body, **headers)
+    check_limit(public_limit(), "public")
     if request.mimetype not in FORM_TYPES:
         return plain(415)
-    if is_one_click():
-        return _one_click(token)
     if request.form.get("confirm") != "1":
         return plain(400)
     g.browser_form = True
@@ -219,47 +182,6 @@ def confirm(token: str):
     except ValidationError as exc:
         raise BadRequest() from exc
     return _browser(token)
-
-
-def _one_click(token: str) -> Response:
-    """A repeat is answered from one unlocked read; a change commits before the 200.
-
-    No ORM, one DBAPI connection: see :class:`app.unsubscribe.services.OneClick`. On the
-    engine, the thread's own connection (:class:`app.db.OwnConnections`), with its own
-    transaction; a sessionmaker bound to a connection (the test suite's rolled-back
-    transaction) lends that connection, and the request's session commits.
-    """
-    claims, _expired = verify_unsubscribe(get_signer(current_app), token)
-    db = get_db()
-    rule = OneClick.for_dialect(db.engine.dialect)
-
-    def unsubscribe_once(connection, *, transaction: bool = True) -> None:
-        rule.unsubscribe(connection, claims, context=_context("one_click", claims),
-                         transaction=transaction, queue=lambda: writers_queue(db))
-
-    try:
-        if isinstance(db.sessionmaker.kw.get("bind"), Engine):
-            db.own_connections.run(unsubscribe_once)
-        else:
-            _in_request_session(db, lambda connection: unsubscribe_once(
-                connection, transaction=False))
-    except UNAVAILABLE:
-        return plain(503, **{"Retry-After": RETRY_AFTER})
-    return plain(200)
-
-
-def _in_request_session(db: Database, work) -> None:
-    """``work(DBAPI connection)`` in the request session's transaction, then commit."""
-    session = get_session()
-    try:
-        work(session.connection().connection.driver_connection)
-        session.commit()
-    except db.engine.dialect.loaded_dbapi.Error as exc:
-        _rollback_quietly(session)
-        raise DBAPIError(None, None, exc) from exc
-    except BaseException:
-        _rollback_quietly(session)
-        raise
 
 
 def _locked(token: str, apply):
@@ -273,7 +195,7 @@ def _locked(token: str, apply):
             events = apply(session, subscriber, claims, topic)
             session.commit()
     except UNAVAILABLE as exc:
-        _rollback_quietly(session)
+        rollback_quietly(session)
         raise ServiceUnavailable(retry_after=int(RETRY_AFTER)) from exc
     return claims, subscriber, expired, topic, events
 
