@@ -20,7 +20,7 @@ def create_app(config: dict | None = None) -> Flask:
     config_module.finalise(app.config)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
 
-    from app import db, errors, hooks, i18n, limits, security
+    from app import db, errors, i18n, limits, security
 
     db.init_app(app)
     i18n.init_app(app)
@@ -28,7 +28,6 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     csrf.init_app(app)
     limits.init_app(app)
-    hooks.init_app(app, limits.limiter, csrf)
     register_blueprints(app)
     from app.unsubscribe import one_click
 
