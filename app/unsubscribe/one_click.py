@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 
-from flask import Flask, has_app_context
+from flask import Flask
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -102,10 +102,8 @@ class OneClickAnswer:
 
         if isinstance(db.sessionmaker.kw.get("bind"), Engine):
             db.own_connections.run(once)
-        elif has_app_context():
-            _in_session(db, lambda connection: once(connection, transaction=False))
         else:
-            with self.app.app_context():
+            with self.app.app_context():  # a session of its own, closed on the way out
                 _in_session(db, lambda connection: once(connection, transaction=False))
 
 
