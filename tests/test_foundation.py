@@ -132,9 +132,9 @@ def test_rate_limit_answers_429_with_retry_after_and_only_then(database_url, cat
 
 
 def test_unsubscribe_posts_count_one_limit_each_once(database_url):
-    """POST /u/<token> counts its limits itself: one-clicks, in either encoding (below Flask
-    or through the view), share the one-click limit; the page's form has the public one.
-    Flask-Limiter counts nothing more there, and adds no X-RateLimit headers."""
+    """POST /u/<token>: one-clicks, in either encoding (below Flask or through the view),
+    share the one-click limit, counted once and without X-RateLimit headers; the page's form
+    has the public one (Flask-Limiter's decorator, exempting one-clicks)."""
     app = create_app(make_config(database_url, RATELIMIT_ENABLED=True,
                                  RATELIMIT_PUBLIC="2 per minute",
                                  RATELIMIT_ONE_CLICK="3 per minute"))

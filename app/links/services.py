@@ -148,7 +148,6 @@ class LinkSigner:
         except (ValueError, TypeError) as exc:
             raise InvalidLink("link payload is not valid") from exc
 
-
     def _fresh(self, purpose: str, token: str) -> LinkClaims | None:
         """The claims of an authentic, unexpired, well-formed token, read the way
         itsdangerous reads it but with keys derived once; None for anything else, which

@@ -26,10 +26,10 @@ from werkzeug.http import HTTP_STATUS_CODES
 from app import limits, security
 from app.db import Database, get_db, get_session
 from app.links.services import LinkClaims, LinkError, get_signer
-from app.subscribers.services import Context
 from app.unsubscribe.services import (
     OneClick,
     WritersQueueTimeout,
+    link_context,
     verify_unsubscribe,
     writers_queue,
 )
@@ -93,8 +93,7 @@ class OneClickAnswer:
         """
         db = self.db
         rule = OneClick.for_dialect(db.engine.dialect)
-        context = Context(source="one_click", token_id=claims.token_id,
-                          campaign=claims.campaign)
+        context = link_context("one_click", claims)
 
         def once(connection, *, transaction: bool = True) -> None:
             rule.unsubscribe(connection, claims, context=context, transaction=transaction,

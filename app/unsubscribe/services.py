@@ -104,6 +104,11 @@ def load_subscriber(session: Session, public_id: str, *, for_update: bool = Fals
     return session.scalars(query).unique().one_or_none()
 
 
+def link_context(source: str, claims: LinkClaims) -> Context:
+    """What an event records of the link that made the change: its token id and campaign."""
+    return Context(source=source, token_id=claims.token_id, campaign=claims.campaign)
+
+
 def verify_unsubscribe(signer: LinkSigner, token: str) -> tuple[LinkClaims, bool]:
     """``(claims, expired)`` of an authentic unsubscribe token, else a LinkError."""
     if len(token) > MAX_TOKEN_LENGTH:

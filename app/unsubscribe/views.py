@@ -22,11 +22,11 @@ from wtforms.validators import ValidationError
 
 from app import csrf
 from app.db import get_db, get_session
-from app.limits import check_limit, limiter, public_limit
+from app.limits import limiter, public_limit
 from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for
 from app.preferences.services import mask_email, transactional_names
 from app.preferences.views import render_link_error
-from app.subscribers.services import Context, unsubscribe
+from app.subscribers.services import unsubscribe
 from app.unsubscribe.forms import UndoForm, UnsubscribeForm
 from app.unsubscribe.one_click import (
     LINK_PLAIN,
@@ -41,6 +41,7 @@ from app.unsubscribe.one_click import (
 )
 from app.unsubscribe.services import (
     is_unsubscribed,
+    link_context,
     open_unsubscribe,
     target_topic,
     undo,
@@ -109,10 +110,6 @@ def refused(exc: HTTPException):
     return response
 
 
-def _context(source: str, claims) -> Context:
-    return Context(source=source, token_id=claims.token_id, campaign=claims.campaign)
-
-
 def _open(token: str, *, for_update: bool = False):
     session = get_session(write=for_update)
     try:
@@ -162,16 +159,16 @@ def page(token: str):
 
 @csrf.exempt
 @bp.post("/<token>")
+@limiter.limit(public_limit, exempt_when=is_one_click)
 def confirm(token: str):
     """RFC 8058 one-click, or the page's form (which carries its own CSRF token).
 
     One-clicks as mailbox providers send them are answered before Flask sees them
     (:class:`app.unsubscribe.one_click.OneClickRoute`); this is the same answer to the
     other encodings of the same form (multipart, extra fields)."""
-    if request.mimetype in FORM_TYPES and is_one_click():
+    if is_one_click():
         status, body, headers = get_answer(current_app)(token, get_remote_address())
         return plain(status, body, **headers)
-    check_limit(public_limit(), "public")
     if request.mimetype not in FORM_TYPES:
         return plain(415)
     if request.form.get("confirm") != "1":
@@ -203,7 +200,7 @@ def _locked(token: str, apply):
 def _browser(token: str):
     claims, subscriber, expired, topic, events = _locked(
         token, lambda session, subscriber, claims, _topic: unsubscribe(
-            session, subscriber, claims.topic, context=_context("unsubscribe_page", claims)))
+            session, subscriber, claims.topic, context=link_context("unsubscribe_page", claims)))
     return render_template(
         "unsubscribe/done.html",
         undo_form=UndoForm() if events else None,
@@ -218,7 +215,7 @@ def take_back(token: str):
     """Re-subscribe exactly what the link unsubscribes (CSRF-protected form)."""
     claims, subscriber, expired, topic, _events = _locked(
         token, lambda session, subscriber, claims, topic: undo(
-            session, subscriber, topic, context=_context("unsubscribe_page", claims)))
+            session, subscriber, topic, context=link_context("unsubscribe_page", claims)))
     return render_template(
         "unsubscribe/done.html",
         undo_form=None,
