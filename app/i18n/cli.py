@@ -8,13 +8,15 @@ Compiled ``.mo`` files are build output (``scripts/setup`` compiles them).
 from __future__ import annotations
 
 import contextlib
+import gettext
 import os
+import re
 from pathlib import Path
 
 import click
 from babel.messages.frontend import CommandLineInterface
 from babel.messages.mofile import write_mo
-from babel.messages.plurals import PLURALS
+from babel.messages.plurals import PLURALS, get_plural
 from babel.messages.pofile import read_po, write_po
 from babel.plural import to_gettext
 from flask import current_app
@@ -58,6 +60,38 @@ def plural_forms(locale: str) -> str | None:
     from babel import Locale
 
     return to_gettext(Locale.parse(locale).plural_form)
+
+
+def plural_rule(locale: str) -> tuple[int, str]:
+    """``(nplurals, expression)``: the gettext plural rule the installed Babel gives ``locale``,
+    the one :func:`init` writes into a new catalogue."""
+    header = plural_forms(locale)
+    if header is None:
+        rule = get_plural(locale)
+        return rule.num_plurals, rule.plural_expr
+    match = re.fullmatch(r"nplurals=(\d+); plural=(.+);", header.strip())
+    if match is None:
+        raise ValueError(f"{locale}: unexpected plural rule {header!r}")
+    return int(match[1]), match[2]
+
+
+# Enough integers to tell plural rules apart (CLDR's rules look at n % 100 and, for French
+# and Spanish, at millions); gettext hands plural expressions nothing but integers.
+PLURAL_SAMPLES = (*range(1001), *(k * 10**6 + r for k in (1, 2, 5) for r in (0, 1, 2, 5)))
+
+
+def plural_choices(expression: str, numbers=PLURAL_SAMPLES) -> list[int]:
+    """Which form a gettext plural ``expression`` picks for each number: two expressions
+    written differently (Babel rewrites CLDR's rules now and then) agree when these do."""
+    choose = gettext.c2py(expression)
+    return [choose(n) for n in numbers]
+
+
+def agrees_with_babel(catalog) -> bool:
+    """A catalogue's Plural-Forms picks the forms the installed Babel's rule picks."""
+    count, expression = plural_rule(str(catalog.locale))
+    return (catalog.num_plurals == count
+            and plural_choices(catalog.plural_expr) == plural_choices(expression))
 
 
 def init(locale: str, directory: Path = TRANSLATIONS, template: Path = TEMPLATE) -> Path:
