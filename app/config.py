@@ -73,6 +73,15 @@ def from_environ(environ=None) -> dict:
         "RATELIMIT_STORAGE_URI": env.get("PREFCENTER_RATELIMIT_STORAGE_URI", "memory://"),
         "ADMIN_IDLE_TIMEOUT": _int(env, "PREFCENTER_ADMIN_IDLE_TIMEOUT", 30 * 60),
         "MAX_CONTENT_LENGTH": _int(env, "PREFCENTER_MAX_CONTENT_LENGTH", 1024 * 1024),
+        # ESP intake (docs/esp.md): a provider without its setting is not accepted.
+        "ESP_SOFT_BOUNCE_LIMIT": _int(env, "PREFCENTER_ESP_SOFT_BOUNCE_LIMIT", 3),
+        "ESP_MAX_AGE": _int(env, "PREFCENTER_ESP_MAX_AGE", 15 * 60),
+        "SES_TOPIC_ARNS": _list(env.get("PREFCENTER_SES_TOPIC_ARNS")),
+        "SNS_CERT_DIR": env.get("PREFCENTER_SNS_CERT_DIR") or None,
+        "SENDGRID_PUBLIC_KEY": env.get("PREFCENTER_SENDGRID_PUBLIC_KEY") or None,
+        "POSTMARK_WEBHOOK_USER": env.get("PREFCENTER_POSTMARK_WEBHOOK_USER") or None,
+        "POSTMARK_WEBHOOK_PASSWORD": env.get("PREFCENTER_POSTMARK_WEBHOOK_PASSWORD") or None,
+        "MAILGUN_SIGNING_KEY": env.get("PREFCENTER_MAILGUN_SIGNING_KEY") or None,
     }
 
 

@@ -3,8 +3,9 @@
 from app.admin.models import Admin, AuditEntry
 from app.api.models import ApiKey
 from app.db import Base
+from app.esp.models import EspNonce
 from app.events.models import Event
-from app.subscribers.models import Subscriber, Subscription, Suppression
+from app.subscribers.models import EspEvent, Subscriber, Subscription, Suppression
 from app.topics.models import (
     Role,
     RoleTopic,
@@ -16,7 +17,7 @@ from app.topics.models import (
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
-    "Admin", "ApiKey", "AuditEntry", "Base", "Event", "Role", "RoleTopic", "RoleTopicTranslation",
-    "RoleTranslation", "Subscriber", "Subscription", "Suppression", "Topic",
-    "TopicTranslation", "WebhookDelivery", "WebhookEndpoint",
+    "Admin", "ApiKey", "AuditEntry", "Base", "EspEvent", "EspNonce", "Event", "Role",
+    "RoleTopic", "RoleTopicTranslation", "RoleTranslation", "Subscriber", "Subscription",
+    "Suppression", "Topic", "TopicTranslation", "WebhookDelivery", "WebhookEndpoint",
 ]

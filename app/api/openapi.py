@@ -27,7 +27,7 @@ def _problem(description: str) -> dict:
 def _problems(*statuses: int) -> dict:
     texts = {
         400: "Malformed request (bad JSON, bad query parameter)",
-        401: "Missing, wrong or revoked API key",
+        401: "Missing, wrong or revoked API key (ESP intake: the provider's proof fails)",
         404: "Not found",
         409: "Conflict with the stored state",
         413: "Body or batch too large",
@@ -309,6 +309,16 @@ SCHEMAS = {
                                            "description": "how long the old secret "
                                                           "still signs too"}},
     },
+    "EspTally": {
+        "type": "object",
+        "required": ["received", "applied", "duplicates", "unknown"],
+        "properties": {
+            "received": {"type": "integer", "description": "events in the post"},
+            "applied": {"type": "integer", "description": "events that changed a subscriber"},
+            "duplicates": {"type": "integer", "description": "events received before"},
+            "unknown": {"type": "integer", "description": "events about unknown addresses"},
+        },
+    },
     "WebhookTestResult": {
         "type": "object", "required": ["ok"],
         "properties": {"ok": {"type": "boolean"},
@@ -480,6 +490,32 @@ PATHS = {
             "operationId": "testWebhookEndpoint",
             "summary": "Send a signed webhook.test event now and report the answer",
             "responses": {"200": _json("WebhookTestResult", "The attempt"), **_problems(404)},
+        },
+    },
+    "/api/v1/esp/{provider}": {
+        "parameters": [{"name": "provider", "in": "path", "required": True,
+                        "schema": {"enum": ["ses", "sendgrid", "postmark", "mailgun"]}}],
+        "post": {
+            "operationId": "receiveEspEvents",
+            "summary": "Bounces, complaints and unsubscribes in the provider's own format",
+            "description": "No API key: Amazon SES posts through SNS (message signature), "
+                           "SendGrid signs with ECDSA, Postmark sends basic auth, Mailgun "
+                           "signs with HMAC. See docs/esp.md for each provider's setup and "
+                           "what each event does. A repeated event changes nothing.",
+            "security": [],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"type": ["object", "array"]}},
+                "text/plain": {"schema": {"type": "string",
+                                          "description": "an SNS message (JSON)"}}}},
+            "responses": {
+                "200": {"description": "Received (or an SNS subscription confirmed)",
+                        "content": {"application/json": {"schema": {"oneOf": [
+                            _ref("EspTally"),
+                            {"type": "object", "required": ["confirmed"],
+                             "properties": {"confirmed": {"const": True}}}]}}}},
+                **_problems(400, 404, 413),
+                "406": _problem("A Mailgun token seen before (Mailgun does not retry a 406)"),
+            },
         },
     },
     "/api/v1/openapi.json": {

@@ -363,7 +363,7 @@ def recipient_lines(session: Session, topic_id: int, frequency: str | None, *,
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .where(Subscription.topic_id == topic_id, Subscription.subscribed.is_(True),
                Subscriber.unsubscribed_all.is_(False), Subscriber.erased_at.is_(None),
-               Subscriber.email.is_not(None),
+               Subscriber.email.is_not(None), Subscriber.undeliverable_at.is_(None),
                # Both sides, so either index range-scans from the cursor.
                Subscription.subscriber_id > bindparam("after"),
                Subscriber.id > bindparam("after"))

@@ -77,4 +77,4 @@ def actor() -> str:
     return g.api_key.name
 
 
-from app.api import events, links, openapi, subscribers, topics  # noqa: E402, F401  (routes)
+from app.api import esp, events, links, openapi, subscribers, topics  # noqa: E402, F401  (routes)

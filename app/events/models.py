@@ -16,7 +16,8 @@ EVENT_TYPES = (
     "subscriber.resubscribed",
     "subscriber.erased",
 )
-SOURCES = ("preference_page", "unsubscribe_page", "one_click", "api", "admin", "system")
+SOURCES = ("preference_page", "unsubscribe_page", "one_click", "api", "admin", "import", "esp",
+           "system")
 
 
 class Event(Base):
@@ -38,6 +39,8 @@ class Event(Base):
     actor: Mapped[str | None] = mapped_column(String(255))
     token_id: Mapped[str | None] = mapped_column(String(32))
     campaign: Mapped[str | None] = mapped_column(String(255))
+    # Why, when the source says (an ESP's "complaint", "hard_bounce"); in the webhook's change.
+    reason: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int]
     payload: Mapped[dict]
     created_at: Mapped[timestamp]

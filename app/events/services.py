@@ -12,14 +12,15 @@ from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 def record_event(session: Session, subscriber, *, type: str, action: str, source: str,
                  topic: str | None = None, before=None, after=None, actor: str | None = None,
-                 token_id: str | None = None, campaign: str | None = None) -> Event:
+                 token_id: str | None = None, campaign: str | None = None,
+                 reason: str | None = None) -> Event:
     """Add one event (payload filled by :func:`seal`) to the session's transaction."""
     event = Event(
         subscriber_id=subscriber.id if subscriber is not None else None,
         type=type, action=action, topic=topic,
         before=None if before is None else {"value": before},
         after=None if after is None else {"value": after},
-        source=source, actor=actor, token_id=token_id, campaign=campaign,
+        source=source, actor=actor, token_id=token_id, campaign=campaign, reason=reason,
         version=subscriber.version if subscriber is not None else 0,
         payload={}, created_at=utcnow(),
     )
@@ -28,12 +29,15 @@ def record_event(session: Session, subscriber, *, type: str, action: str, source
 
 
 def change_of(event: Event) -> dict:
-    return {
+    change = {
         "action": event.action,
         "topic": event.topic,
         "before": (event.before or {}).get("value"),
         "after": (event.after or {}).get("value"),
     }
+    if event.reason:  # only where the source gave one (an ESP's "complaint")
+        change["reason"] = event.reason
+    return change
 
 
 def payload_of(snapshot: dict, change: dict, source: str) -> dict:

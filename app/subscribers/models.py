@@ -1,14 +1,15 @@
-"""Subscribers, their per-topic subscriptions, and suppressions of erased addresses."""
+"""Subscribers, their per-topic subscriptions, suppressions of erased addresses, and what
+the ESPs reported about addresses."""
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, intpk, str16, timestamp, utcnow
+from app.db import Base, intpk, str16, str64, timestamp, utcnow
 from app.topics.models import Role, Topic
 
 
@@ -28,6 +29,10 @@ class Subscriber(Base):
     role_id: Mapped[int | None] = mapped_column(ForeignKey("roles.id", ondelete="SET NULL"))
     unsubscribed_all: Mapped[bool] = mapped_column(default=False)
     link_epoch: Mapped[int] = mapped_column(default=0)
+    # The ESP reported the address dead (hard bounce, or a run of soft ones): no email goes
+    # to it until the address changes. Soft bounces since the last delivery count the run.
+    undeliverable_at: Mapped[dt.datetime | None]
+    soft_bounces: Mapped[int] = mapped_column(default=0)
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[timestamp]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -67,4 +72,36 @@ class Suppression(Base):
     id: Mapped[intpk]
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str16] = mapped_column(default="erased")
+    created_at: Mapped[timestamp]
+
+
+REPORT_KINDS = ("complaint", "hard_bounce", "soft_bounce", "unsubscribe", "other")
+REPORT_OUTCOMES = ("applied", "unchanged", "unknown")
+
+
+class EspEvent(Base):
+    """One provider event about one address, as received (``raw``) and what it did."""
+
+    __tablename__ = "esp_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id"),
+        Index("ix_esp_events_kind_id", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    provider: Mapped[str16]
+    # The provider's own id of the event: the same event arriving twice is stored once.
+    provider_event_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str16]
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_hash: Mapped[str64] = mapped_column(index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    outcome: Mapped[str16]
+    detail: Mapped[str] = mapped_column(String(255), default="")
+    raw: Mapped[dict]
+    occurred_at: Mapped[dt.datetime | None]
     created_at: Mapped[timestamp]

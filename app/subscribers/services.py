@@ -6,13 +6,13 @@ import hashlib
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.db import iso_z, utcnow
 from app.events.models import Event
 from app.events.services import record_event, seal
-from app.subscribers.models import Subscriber, Subscription, Suppression
+from app.subscribers.models import EspEvent, Subscriber, Subscription, Suppression
 from app.topics.models import FREQUENCIES, Role, Topic
 
 
@@ -46,6 +46,7 @@ class Context:
     actor: str | None = None
     token_id: str | None = None
     campaign: str | None = None
+    reason: str | None = None
 
 
 def normalise_email(raw: str) -> str:
@@ -164,7 +165,8 @@ def validate_choices(choices: dict[str, TopicChoice], allowed: dict[str, Topic])
 def change(session: Session, subscriber: Subscriber, *, context: Context,
            topics: dict[str, TopicChoice] | None = None, allowed: dict[str, Topic] | None = None,
            unsubscribed_all: bool | None = None, locale: str | None = None,
-           role: Role | None = None, email: str | None = None) -> list[Event]:
+           role: Role | None = None, email: str | None = None,
+           undeliverable: bool | None = None) -> list[Event]:
     """Apply what differs, one event per actual change; bump the version once.
 
     ``allowed`` maps the slugs this caller may touch to their topics; any
@@ -176,7 +178,7 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
     validate_choices(topics, allowed)
     events: list[Event] = []
     ctx = {"source": context.source, "actor": context.actor, "token_id": context.token_id,
-           "campaign": context.campaign}
+           "campaign": context.campaign, "reason": context.reason}
     now = utcnow()
 
     def log(type_, action, topic=None, before=None, after=None):
@@ -184,8 +186,13 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
                                    topic=topic, before=before, after=after, **ctx))
 
     if email is not None and email != subscriber.email:
-        log("subscriber.updated", "email", before=subscriber.email, after=email)
+        log("subscriber.updated", "email.changed", before=subscriber.email, after=email)
         subscriber.email = email
+        # What the ESP said was about the old address.
+        subscriber.soft_bounces = 0
+        if subscriber.undeliverable_at is not None:
+            log("subscriber.updated", "email.undeliverable", before=True, after=False)
+            subscriber.undeliverable_at = None
     if locale is not None and locale != subscriber.locale:
         log("subscriber.updated", "locale", before=subscriber.locale, after=locale)
         subscriber.locale = locale
@@ -222,6 +229,11 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
         else:
             log("subscriber.resubscribed", "resubscribed_all", None, True, False)
         subscriber.unsubscribed_all = unsubscribed_all
+    if undeliverable is not None and undeliverable != (subscriber.undeliverable_at is not None):
+        log("subscriber.updated", "email.undeliverable", None, not undeliverable, undeliverable)
+        subscriber.undeliverable_at = now if undeliverable else None
+        if not undeliverable:
+            subscriber.soft_bounces = 0
     if events:
         subscriber.version += 1
         subscriber.updated_at = now
@@ -279,7 +291,7 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
         select(Event).where(Event.subscriber_id == subscriber.id)
     ).all()
     for past in history:
-        if past.action in ("created", "email"):
+        if past.action in ("created", "email", "email.changed"):
             for value in ((past.before or {}).get("value"), (past.after or {}).get("value")):
                 if isinstance(value, str):
                     emails.add(value.lower())
@@ -290,6 +302,15 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
     subscriber.link_epoch += 1
     subscriber.subscriptions.clear()
     session.flush()
+    # What the ESPs reported about these addresses goes too; the kinds stay for the counts.
+    reports = session.scalars(select(EspEvent).where(or_(
+        EspEvent.subscriber_id == subscriber.id,
+        EspEvent.email_hash.in_([email_hash(e) for e in emails]),
+    ))).all()
+    for report in reports:
+        report.email = None
+        report.raw = {"erased": True}
+        report.detail = ""
     seal(session, subscriber, [event], final)
     for past in history:
         if past is event:

@@ -1,0 +1,1 @@
+"""Bounces, complaints and unsubscribes reported by email service providers (docs/esp.md)."""
