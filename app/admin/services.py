@@ -20,8 +20,8 @@ from app.admin.auth import hash_password, normalise_admin_email
 from app.admin.models import Admin, AuditEntry
 from app.db import utcnow
 from app.events.models import Event
-from app.subscribers.models import Subscriber, Subscription
-from app.subscribers.services import InvalidEmail, normalise_email, role_topics
+from app.subscribers.models import EspEvent, Subscriber, Subscription
+from app.subscribers.services import InvalidEmail, email_hash, normalise_email, role_topics
 from app.topics.models import (
     FREQUENCIES,
     KINDS,
@@ -497,3 +497,47 @@ def replay(session: Session, endpoint, delivery_id: int, *, actor: str):
     audit(session, actor, "endpoint.replay", "webhook_endpoint", endpoint.id,
           {"delivery": delivery.id, "event": delivery.event_id, "queued": queued.id})
     return queued
+
+
+# Deliverability: what the ESPs reported ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    kind: str | None = None
+    provider: str | None = None
+    outcome: str | None = None
+    address: str = ""
+
+    def as_args(self) -> dict:
+        return {k: v for k, v in (("kind", self.kind), ("provider", self.provider),
+                                  ("outcome", self.outcome), ("q", self.address)) if v}
+
+
+def esp_reports_page(session: Session, where: ReportFilter, page: int, per_page: int = 50):
+    """ESP reports, newest first, filtered; and the total."""
+    query = select(EspEvent)
+    if where.kind:
+        query = query.where(EspEvent.kind == where.kind)
+    if where.provider:
+        query = query.where(EspEvent.provider == where.provider)
+    if where.outcome:
+        query = query.where(EspEvent.outcome == where.outcome)
+    if where.address:
+        query = query.where(EspEvent.email_hash == email_hash(where.address))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(EspEvent.id.desc())
+                           .offset((page - 1) * per_page).limit(per_page)).all()
+    return rows, total
+
+
+def undeliverable_page(session: Session, address: str, page: int, per_page: int = 50):
+    """Subscribers whose address is marked undeliverable, most recent first; and the total."""
+    query = select(Subscriber).where(Subscriber.undeliverable_at.is_not(None),
+                                     Subscriber.erased_at.is_(None))
+    if address:
+        query = query.where(func.lower(Subscriber.email) == address.strip().lower())
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Subscriber.undeliverable_at.desc(), Subscriber.id)
+                           .offset((page - 1) * per_page).limit(per_page)).all()
+    return rows, total

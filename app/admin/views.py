@@ -20,6 +20,7 @@ from flask import (
 )
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from wtforms import SelectChoice
 
 from app.admin import services
@@ -44,12 +45,13 @@ from app.admin.forms import (
 )
 from app.admin.services import AdminError, RoleTopicData, TopicData
 from app.db import get_session
+from app.esp.models import PROVIDERS
 from app.i18n import is_rtl, language_name
 from app.limits import limiter, login_limit
 from app.preferences.forms import PreferencesForm
 from app.preferences.services import mask_email, page_rows, parse_form, transactional_names
 from app.preferences.views import FREQUENCY_LABELS
-from app.subscribers.models import Subscriber
+from app.subscribers.models import EspEvent, Subscriber
 from app.subscribers.services import Context, PreferenceError, change, snapshot
 from app.topics.models import Role, Topic
 from app.webhooks import services as webhook_services
@@ -632,6 +634,54 @@ def webhook_replay(endpoint_id: str, delivery_id: int):
 
 
 # Audit log ---------------------------------------------------------------------------------
+
+
+# Deliverability: bounces, complaints and unsubscribes the ESPs reported ---------------------
+
+REPORT_KIND_LABELS = {
+    "complaint": _l("Complaint"),
+    "hard_bounce": _l("Hard bounce"),
+    "soft_bounce": _l("Soft bounce"),
+    "unsubscribe": _l("Unsubscribe"),
+    "other": _l("Other"),
+}
+REPORT_OUTCOME_LABELS = {
+    "applied": _l("Applied"),
+    "unchanged": _l("Changed nothing"),
+    "unknown": _l("Unknown address"),
+}
+
+
+def _choice(name: str, allowed) -> str | None:
+    value = request.args.get(name) or None
+    return value if value in allowed else None
+
+
+@bp.get("/deliverability")
+@require_admin
+def deliverability():
+    session = get_session()
+    page = _page()
+    where = services.ReportFilter(
+        kind=_choice("kind", REPORT_KIND_LABELS), provider=_choice("provider", PROVIDERS),
+        outcome=_choice("outcome", REPORT_OUTCOME_LABELS),
+        address=(request.args.get("q") or "").strip()[:320])
+    reports, total = services.esp_reports_page(session, where, page, PER_PAGE)
+    undeliverable, undeliverable_total = services.undeliverable_page(
+        session, where.address, 1, PER_PAGE)
+    return _render("admin/deliverability.html", reports=reports, total=total, page=page,
+                   per_page=PER_PAGE, where=where, providers=PROVIDERS,
+                   kind_labels=REPORT_KIND_LABELS, outcome_labels=REPORT_OUTCOME_LABELS,
+                   undeliverable=undeliverable, undeliverable_total=undeliverable_total)
+
+
+@bp.get("/deliverability/<int:report_id>")
+@require_admin
+def deliverability_report(report_id: int):
+    report = _get_or_404(EspEvent, report_id)
+    return _render("admin/esp_report.html", report=report, kind_labels=REPORT_KIND_LABELS,
+                   outcome_labels=REPORT_OUTCOME_LABELS,
+                   raw=json.dumps(report.raw, ensure_ascii=False, indent=2, sort_keys=True))
 
 
 @bp.get("/audit")
