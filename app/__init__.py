@@ -20,8 +20,9 @@ def create_app(config: dict | None = None) -> Flask:
     config_module.finalise(app.config)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
 
-    from app import db, errors, i18n, limits, security
+    from app import clock, db, errors, i18n, limits, security
 
+    clock.init_app(app)
     db.init_app(app)
     i18n.init_app(app)
     security.init_app(app)

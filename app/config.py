@@ -73,6 +73,7 @@ def from_environ(environ=None) -> dict:
         "RATELIMIT_STORAGE_URI": env.get("PREFCENTER_RATELIMIT_STORAGE_URI", "memory://"),
         "ADMIN_IDLE_TIMEOUT": _int(env, "PREFCENTER_ADMIN_IDLE_TIMEOUT", 30 * 60),
         "MAX_CONTENT_LENGTH": _int(env, "PREFCENTER_MAX_CONTENT_LENGTH", 1024 * 1024),
+        "SEND_GRACE": _int(env, "PREFCENTER_SEND_GRACE", 3600),
         # ESP intake (docs/esp.md): a provider without its setting is not accepted.
         "ESP_SOFT_BOUNCE_LIMIT": _int(env, "PREFCENTER_ESP_SOFT_BOUNCE_LIMIT", 3),
         "ESP_MAX_AGE": _int(env, "PREFCENTER_ESP_MAX_AGE", 15 * 60),

@@ -8,6 +8,8 @@ from sqlalchemy.orm import Session
 from app.subscribers.models import Subscriber
 from app.subscribers.services import Context, create_subscriber
 from app.topics.models import (
+    FollowLink,
+    FollowLinkTranslation,
     Role,
     RoleTopic,
     RoleTopicTranslation,
@@ -107,6 +109,22 @@ ROLES = [
     ]),
 ]
 
+# Topics offering more than email (the others offer email only).
+CHANNELS = {"alerts": ["email", "sms"], "events": ["email", "sms"]}
+
+FOLLOW_LINKS = [
+    # url, role (None: every role), {locale: name}
+    ("https://forum.example.com/", None, {
+        "en": "Community forum", "ar": "منتدى المجتمع", "ru": "Форум сообщества",
+        "ms": "Forum komuniti"}),
+    ("https://social.example.com/@prefcenter", None, {
+        "en": "Follow us on social media", "ar": "تابعنا على وسائل التواصل الاجتماعي",
+        "ru": "Мы в социальных сетях", "ms": "Ikuti kami di media sosial"}),
+    ("https://code.example.com/prefcenter", "developer", {
+        "en": "Source code and issues", "ar": "الشيفرة المصدرية والمشكلات",
+        "ru": "Исходный код и задачи", "ms": "Kod sumber dan isu"}),
+]
+
 SUBSCRIBERS = [
     ("demo-1", "jane.doe@example.com", "en", "shopper"),
     ("demo-2", "layla@example.com", "ar", "shopper"),
@@ -122,7 +140,7 @@ def seed_catalogue(session: Session) -> None:
         if slug in topics:
             continue
         topic = Topic(slug=slug, kind=kind, frequencies=freqs, default_frequency=default,
-                      position=position)
+                      channels=CHANNELS.get(slug, ["email"]), position=position)
         topic.translations = [TopicTranslation(locale=loc, name=name, description=desc)
                               for loc, (name, desc) in texts.items()]
         session.add(topic)
@@ -141,6 +159,14 @@ def seed_catalogue(session: Session) -> None:
             role.role_topics.append(rt)
         session.add(role)
     session.flush()
+    if session.scalar(select(FollowLink.id).limit(1)) is None:
+        roles = {r.slug: r for r in session.scalars(select(Role))}
+        for position, (url, role_slug, names) in enumerate(FOLLOW_LINKS):
+            link = FollowLink(url=url, role=roles.get(role_slug), position=position)
+            link.translations = [FollowLinkTranslation(locale=loc, name=name)
+                                 for loc, name in names.items()]
+            session.add(link)
+        session.flush()
 
 
 def seed(session: Session, config) -> list[Subscriber]:

@@ -24,6 +24,7 @@ def app_config():
 
 def topic_fields(**overrides) -> dict:
     data = {"slug": "webinars", "kind": "marketing", "frequencies": ["weekly", "monthly"],
+            "channels": ["email"],
             "default_frequency": "weekly", "name_en": "Webinars",
             "description_en": "Live sessions with our experts.", "name_ar": "ندوات عبر الإنترنت"}
     data.update(overrides)
@@ -116,11 +117,13 @@ def test_edit_topic_keeps_the_slug_and_updates_the_rest(ui, session):
     assert 'name="slug" readonly type="text" value="offers"' in page
     response = post(ui, f"/admin/topics/{offers.id}", slug="renamed", kind="marketing",
                     frequencies=["monthly", "quarterly"], default_frequency="quarterly",
+                    channels=["sms", "email"],
                     name_en="Special offers", name_ar="عروض خاصة", name_ru="", name_ms="Tawaran")
     assert response.status_code == 303
     saved = topic(session, "offers")
     assert saved is not None and topic(session, "renamed") is None
     assert saved.frequencies == ["monthly", "quarterly"]
+    assert saved.channels == ["email", "sms"]
     assert saved.default_frequency == "quarterly"
     names = {t.locale: t.name for t in saved.translations}
     assert names == {"en": "Special offers", "ar": "عروض خاصة", "ms": "Tawaran"}
@@ -324,7 +327,7 @@ def test_preview_renders_the_role_in_any_locale_and_cannot_be_submitted(ui, sess
     assert "يوفّر أعضاؤنا 20%" in page  # the role's benefit text in Arabic
     assert "preview-banner" in page
     assert 'action="#"' in page and "/p/" not in page
-    assert page.count(" disabled>") == 2
+    assert page.count(" disabled>") == 3  # save, unsubscribe from all, pause
     # The role's defaults: offers is on for a new shopper, alerts is off.
     assert "checked" in page.split('id="field-topic-offers"')[1].split(">")[0]
     assert "checked" not in page.split('id="field-topic-alerts"')[1].split(">")[0]

@@ -110,9 +110,11 @@ def test_put_creates_then_updates_then_no_op(api, session):
     assert data["locale"] == "ru"
     assert data["role"] == "developer"
     assert data["unsubscribed_all"] is False
-    assert data["topics"]["tips"] == {"subscribed": True, "frequency": "monthly"}
+    assert data["topics"]["tips"] == {"subscribed": True, "frequency": "monthly",
+                                     "channels": ["email"]}
     assert data["topics"]["events"]["subscribed"] is True
-    assert data["topics"]["news"] == {"subscribed": True, "frequency": "monthly"}  # role default
+    assert data["topics"]["news"] == {"subscribed": True, "frequency": "monthly",
+                                     "channels": ["email"]}  # role default
     subscriber = session.scalar(select(Subscriber).where(Subscriber.external_id == "crm-1"))
     events_after_create = count_events(session, subscriber_id=subscriber.id)
     assert count_events(session, subscriber_id=subscriber.id, type="subscriber.created") == 1

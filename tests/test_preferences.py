@@ -128,7 +128,7 @@ def test_save_changes_exactly_what_changed_and_logs_one_event_each(client, sessi
     assert all(e.token_id and len(e.token_id) == 16 for e in new)
     assert {e.version for e in new} == {2}
     assert new[1].payload["subscriber"]["topics"]["alerts"] == {
-        "subscribed": True, "frequency": "daily"}
+        "subscribed": True, "frequency": "daily", "channels": ["email"]}
     session.expire_all()
     assert session.get(Subscriber, subscriber.id).version == 2
 

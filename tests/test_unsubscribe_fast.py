@@ -160,6 +160,33 @@ def test_fast_path_writes_what_the_orm_rule_writes(app, session, catalogue, topi
     assert recorded(session, fast_subscriber) == fast_events
 
 
+@pytest.mark.parametrize("topic", ["alerts", None])
+def test_phone_channels_and_pause_are_in_the_fast_paths_snapshot(app, session, catalogue,
+                                                                  topic):
+    """The snapshot written by each path carries the phone, each topic's channels and the
+    pause (to the second, in UTC with a Z), as the ORM's snapshot() does."""
+    import datetime as dt
+
+    from app.subscribers.services import TopicChoice
+
+    pair = arrange(session, catalogue)
+    until = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
+    for subscriber in pair:
+        change(session, subscriber, context=Context(source="system"), phone="+60123456789",
+               paused_until=until,
+               topics={"alerts": TopicChoice(subscribed=True, channels=("email", "sms"))})
+    session.commit()
+    via_orm(session, pair[0], topic)
+    assert via_fast_path(session, pair[1], topic) == 1
+    orm_events, fast_events = recorded(session, pair[0]), recorded(session, pair[1])
+    assert fast_events == orm_events
+    shown = fast_events[0]["payload"]["subscriber"]
+    assert shown["phone"] == "+60123456789"
+    assert shown["paused_until"] == "2031-05-06T07:08:09Z"
+    assert shown["topics"]["alerts"]["channels"] == ["email", "sms"]
+    assert shown["topics"]["offers"]["channels"] == ["email"]
+
+
 def test_a_topic_never_subscribed_is_in_force_and_nothing_is_written(app, session, catalogue):
     subscriber = catalogue.subscriber()  # a shopper has no "tips" subscription at all
     assert session.scalar(select(Topic.kind).where(Topic.slug == "tips")) == "marketing"

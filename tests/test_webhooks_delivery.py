@@ -421,3 +421,31 @@ def test_secret_format(live_app, receiver):
     _, secret = add_endpoint(live_app, receiver.url)
     assert secret.startswith("whsec_")
     assert 24 <= len(base64.b64decode(secret.removeprefix("whsec_"))) <= 32
+
+
+def test_the_worker_records_and_delivers_the_end_of_a_pause(live_app, live_session,
+                                                            live_catalogue, receiver):
+    """A pause whose date has passed ends by itself: the worker's sweep records a
+    ``resumed`` event (source system) and delivers its webhook."""
+    _endpoint_id, secret = add_endpoint(live_app, receiver.url)
+    receiver.secrets = [secret]
+    subscriber = live_catalogue.subscriber()
+    change(live_session, subscriber, context=API,
+           paused_until=utcnow().replace(microsecond=0) + dt.timedelta(seconds=1))
+    live_session.commit()
+    waiting = live_session.get(type(subscriber), subscriber.id)
+    live_session.execute(update(type(subscriber)).where(type(subscriber).id == waiting.id)
+                         .values(paused_until=utcnow() - dt.timedelta(seconds=1)))
+    live_session.commit()
+    with make_worker(live_app) as worker:
+        worker.run_once()
+    fresh(live_session)
+    assert live_session.get(type(subscriber), subscriber.id).paused_until is None
+    bodies = [r.data for r in receiver.snapshot()]
+    changes = [b["data"]["changes"][0]["action"] for b in bodies]
+    assert changes[-1] == "resumed"
+    assert bodies[-1]["data"]["source"] == "system"
+    assert bodies[-1]["data"]["subscriber"]["paused_until"] is None
+    with make_worker(live_app) as worker:  # nothing more to end: no new event
+        worker.run_once()
+    assert len(receiver.snapshot()) == len(bodies)

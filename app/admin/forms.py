@@ -19,8 +19,8 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from app.events.models import EVENT_TYPES
 from app.i18n.forms import FlaskForm  # WTForms messages from our catalogues
-from app.preferences.views import FREQUENCY_LABELS
-from app.topics.models import FREQUENCIES
+from app.preferences.views import CHANNEL_NAMES, FREQUENCY_LABELS
+from app.topics.models import CHANNELS, FREQUENCIES
 
 KIND_LABELS = {"marketing": _l("Marketing"), "transactional": _l("Transactional")}
 
@@ -61,6 +61,11 @@ class TopicForm(FlaskForm):
     default_frequency = SelectField(_l("Default frequency"),
                                     choices=_frequency_choices(),
                                     default="weekly")
+    channels = MultiCheckboxField(_l("Channels offered"),
+                                  choices=[SelectChoice(c, CHANNEL_NAMES[c]) for c in CHANNELS],
+                                  default=["email"],
+                                  description=_l("Subscribers choose among these for each "
+                                                 "topic; SMS needs their mobile number."))
 
 
 def topic_form(locales: list[str], **kwargs) -> TopicForm:
@@ -119,3 +124,23 @@ class EndpointForm(FlaskForm):
     events = MultiCheckboxField(_l("Event types"),
                                 description=_l("None ticked: every event type."),
                                 choices=[SelectChoice(t) for t in EVENT_TYPES])
+
+
+class FollowLinkForm(FlaskForm):
+    """A follow-us link; its names per locale are added per request."""
+
+    url = URLField(_l("URL"), validators=[DataRequired(), Length(max=2000)],
+                   description=_l("An https:// address of the forum or the social page."))
+    role = SelectField(_l("Shown to"), coerce=int, default=0)
+
+
+def follow_link_form(locales: list[str], roles: list[SelectChoice], **kwargs) -> FollowLinkForm:
+    class LocalisedFollowLinkForm(FollowLinkForm):
+        pass
+
+    for locale in locales:
+        setattr(LocalisedFollowLinkForm, f"name_{locale}",
+                StringField(_l("Name"), validators=[Optional(), Length(max=200)]))
+    form = LocalisedFollowLinkForm(**kwargs)
+    form.role.choices = roles
+    return form

@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import lazy_gettext as _l
@@ -21,10 +22,19 @@ from app.admin.models import Admin, AuditEntry
 from app.db import utcnow
 from app.events.models import Event
 from app.subscribers.models import EspEvent, Subscriber, Subscription
-from app.subscribers.services import InvalidEmail, email_hash, normalise_email, role_topics
+from app.subscribers.services import (
+    InvalidEmail,
+    default_channels,
+    email_hash,
+    normalise_email,
+    role_topics,
+)
 from app.topics.models import (
+    CHANNELS,
     FREQUENCIES,
     KINDS,
+    FollowLink,
+    FollowLinkTranslation,
     Role,
     RoleTopic,
     RoleTopicTranslation,
@@ -126,6 +136,7 @@ class TopicData:
     default_frequency: str
     names: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
+    channels: list[str] = field(default_factory=lambda: ["email"])
 
 
 def ordered_topics(session: Session) -> list[Topic]:
@@ -160,6 +171,8 @@ def _check_topic(data: TopicData, default_locale: str) -> None:
     if data.default_frequency not in data.frequencies:
         raise AdminError(_l("the default frequency must be one of the offered ones"),
                          "default_frequency")
+    if not data.channels or any(c not in CHANNELS for c in data.channels):
+        raise AdminError(_l("choose at least one channel"), "channels")
     _require_name(data.names, default_locale)
 
 
@@ -186,7 +199,8 @@ def create_topic(session: Session, slug: str, data: TopicData, *, actor: str,
     _check_topic(data, default_locale)
     position = (session.scalar(select(func.max(Topic.position))) or 0) + 1
     topic = Topic(slug=slug, kind=data.kind, frequencies=list(data.frequencies),
-                  default_frequency=data.default_frequency, position=position)
+                  default_frequency=data.default_frequency, position=position,
+                  channels=[c for c in CHANNELS if c in data.channels])
     _set_topic_texts(topic, data)
     session.add(topic)
     session.flush()
@@ -198,6 +212,7 @@ def _topic_dict(topic: Topic) -> dict:
     return {
         "kind": topic.kind, "frequencies": list(topic.frequencies),
         "default_frequency": topic.default_frequency,
+        "channels": list(topic.channels),
         "names": {t.locale: t.name for t in topic.translations},
     }
 
@@ -210,6 +225,7 @@ def update_topic(session: Session, topic: Topic, data: TopicData, *, actor: str,
     topic.kind = data.kind
     topic.frequencies = list(data.frequencies)
     topic.default_frequency = data.default_frequency
+    topic.channels = [c for c in CHANNELS if c in data.channels]
     _set_topic_texts(topic, data)
     session.flush()
     after = _topic_dict(topic)
@@ -392,7 +408,8 @@ def preview_subscriber(role: Role, locale: str) -> Subscriber:
                             unsubscribed_all=False, version=1)
     subscriber.subscriptions = [
         Subscription(topic_id=rt.topic_id, topic=rt.topic, subscribed=rt.default_subscribed,
-                     frequency=rt.topic.default_frequency)
+                     frequency=rt.topic.default_frequency,
+                     by_email="email" in default_channels(rt.topic), by_sms=False)
         for rt in role_topics(role)
     ]
     return subscriber
@@ -541,3 +558,49 @@ def undeliverable_page(session: Session, address: str, page: int, per_page: int 
     rows = session.scalars(query.order_by(Subscriber.undeliverable_at.desc(), Subscriber.id)
                            .offset((page - 1) * per_page).limit(per_page)).all()
     return rows, total
+
+
+# Follow-us links ---------------------------------------------------------------------------
+
+
+def ordered_follow_links(session: Session) -> list[FollowLink]:
+    return list(session.scalars(
+        select(FollowLink).order_by(FollowLink.position, FollowLink.id)).unique())
+
+
+def _check_follow_url(url: str) -> str:
+    """An absolute http(s) URL with a host: the page shows it as a plain link."""
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or any(
+            c.isspace() for c in url):
+        raise AdminError(_l("enter an absolute https:// address"), "url")
+    return url
+
+
+def save_follow_link(session: Session, link: FollowLink | None, url: str,
+                     role: Role | None, names: dict[str, str], *, actor: str,
+                     default_locale: str) -> FollowLink:
+    """Create (``link`` None) or update a follow-us link."""
+    url = _check_follow_url(url)
+    _require_name(names, default_locale)
+    if link is None:
+        position = (session.scalar(select(func.max(FollowLink.position))) or 0) + 1
+        link = FollowLink(url=url, role=role, position=position)
+        session.add(link)
+        action = "follow_link.create"
+    else:
+        link.url, link.role = url, role
+        action = "follow_link.update"
+    _sync_texts(link.translations, names, "name", FollowLinkTranslation)
+    session.flush()
+    audit(session, actor, action, "follow_link", link.id,
+          {"url": url, "role": role.slug if role else None,
+           "names": {t.locale: t.name for t in link.translations}})
+    return link
+
+
+def delete_follow_link(session: Session, link: FollowLink, *, actor: str) -> None:
+    audit(session, actor, "follow_link.delete", "follow_link", link.id, {"url": link.url})
+    session.delete(link)
+    session.flush()

@@ -23,6 +23,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectChoice
 
+from app import clock
 from app.admin import services
 from app.admin.auth import (
     authenticate,
@@ -40,6 +41,7 @@ from app.admin.forms import (
     LoginForm,
     MoveForm,
     SearchForm,
+    follow_link_form,
     role_form,
     topic_form,
 )
@@ -49,11 +51,24 @@ from app.esp.models import PROVIDERS
 from app.i18n import is_rtl, language_name
 from app.limits import limiter, login_limit
 from app.preferences.forms import PreferencesForm
-from app.preferences.services import mask_email, page_rows, parse_form, transactional_names
-from app.preferences.views import FREQUENCY_LABELS
+from app.preferences.services import parse_form
+from app.preferences.views import (
+    CHANNEL_LABELS,
+    CHANNEL_NAMES,
+    FREQUENCY_LABELS,
+    PAUSE_LABELS,
+    page_context,
+)
 from app.subscribers.models import EspEvent, Subscriber
-from app.subscribers.services import Context, PreferenceError, change, snapshot
-from app.topics.models import Role, Topic
+from app.subscribers.services import (
+    Context,
+    PreferenceError,
+    change,
+    default_channels,
+    is_paused,
+    snapshot,
+)
+from app.topics.models import FollowLink, Role, Topic
 from app.webhooks import services as webhook_services
 
 bp = Blueprint("admin", __name__)
@@ -159,6 +174,7 @@ def _topics_page(status: int = 200, error: str | None = None):
         move_form=MoveForm(),
         kind_labels=KIND_LABELS,
         frequency_labels=FREQUENCY_LABELS,
+        channel_names=CHANNEL_NAMES,
         error=error,
     )
 
@@ -168,6 +184,7 @@ def _topic_data(form) -> TopicData:
         kind=form.kind.data,
         frequencies=list(form.frequencies.data or []),
         default_frequency=form.default_frequency.data,
+        channels=list(form.channels.data or []),
         names={loc: form[f"name_{loc}"].data or "" for loc in _locales()},
         descriptions={loc: form[f"description_{loc}"].data or "" for loc in _locales()},
     )
@@ -203,7 +220,7 @@ def topic_edit(topic_id: int):
     topic = _get_or_404(Topic, topic_id)
     texts = {t.locale: t for t in topic.translations}
     data = {"slug": topic.slug, "kind": topic.kind, "frequencies": list(topic.frequencies),
-            "default_frequency": topic.default_frequency}
+            "default_frequency": topic.default_frequency, "channels": list(topic.channels)}
     for loc in _locales():
         data[f"name_{loc}"] = texts[loc].name if loc in texts else ""
         data[f"description_{loc}"] = texts[loc].description if loc in texts else ""
@@ -279,6 +296,69 @@ def topic_delete(topic_id: int):
     session.commit()
     flash(_("Topic %(slug)s deleted.", slug=slug))
     return redirect(url_for("admin.topics"), code=303)
+
+
+# Follow-us links ---------------------------------------------------------------------------
+
+
+@bp.get("/follow-links")
+@require_admin
+def follow_links():
+    session = get_session()
+    links = services.ordered_follow_links(session)
+    return _render("admin/follow_links.html", links=links, missing={
+        link.id: services.missing_locales(link.translations, _locales()) for link in links})
+
+
+def _role_choices() -> list[SelectChoice]:
+    roles = services.ordered_roles(get_session())
+    return [SelectChoice(0, _("Every role")),
+            *(SelectChoice(r.id, r.text(str(get_locale()), _default_locale())) for r in roles)]
+
+
+@bp.route("/follow-links/new", methods=["GET", "POST"])
+@bp.route("/follow-links/<int:link_id>", methods=["GET", "POST"])
+@require_admin
+def follow_link_edit(link_id: int | None = None):
+    link = _get_or_404(FollowLink, link_id) if link_id is not None else None
+    data = None
+    if link is not None:
+        texts = {t.locale: t.name for t in link.translations}
+        data = {"url": link.url, "role": link.role_id or 0,
+                **{f"name_{loc}": texts.get(loc, "") for loc in _locales()}}
+    form = follow_link_form(_locales(), _role_choices(), data=data)
+    status = 200
+    if form.validate_on_submit():
+        session = get_session(write=True)
+        role = session.get(Role, form.role.data) if form.role.data else None
+        try:
+            saved = services.save_follow_link(
+                session, link, form.url.data, role,
+                {loc: form[f"name_{loc}"].data or "" for loc in _locales()},
+                actor=_actor(), default_locale=_default_locale())
+        except AdminError as exc:
+            session.rollback()
+            _field_error(form, exc)
+            status = 422
+        else:
+            session.commit()
+            flash(_("Link %(name)s saved.",
+                    name=saved.text(str(get_locale()), _default_locale())))
+            return redirect(url_for("admin.follow_links"), code=303)
+    elif request.method == "POST":
+        status = 422
+    return _render("admin/follow_link_form.html", status, form=form, link=link,
+                   locales=_locales())
+
+
+@bp.post("/follow-links/<int:link_id>/delete")
+@require_admin
+def follow_link_delete(link_id: int):
+    session = get_session(write=True)
+    services.delete_follow_link(session, _get_or_404(FollowLink, link_id), actor=_actor())
+    session.commit()
+    flash(_("Link deleted."))
+    return redirect(url_for("admin.follow_links"), code=303)
 
 
 # Roles -------------------------------------------------------------------------------------
@@ -426,20 +506,8 @@ def role_preview(role_id: int):
     role = _get_or_404(Role, role_id)
     locale = str(get_locale())
     subscriber = services.preview_subscriber(role, locale)
-    return render_template(
-        "admin/preview.html",
-        preview=True,
-        role=role,
-        form=PreferencesForm(),
-        token=None,
-        rows=page_rows(subscriber, locale, _default_locale()),
-        masked_email=mask_email(subscriber.email),
-        unsubscribed_all=False,
-        transactional=transactional_names(get_session(), locale, _default_locale()),
-        frequency_labels=FREQUENCY_LABELS,
-        saved=None,
-        privacy_url=current_app.config["PRIVACY_URL"],
-    )
+    return render_template("admin/preview.html", preview=True, role=role, token=None,
+                           saved=None, error=None, **page_context(subscriber))
 
 
 # Subscribers -------------------------------------------------------------------------------
@@ -468,11 +536,15 @@ def _subscriber_page(subscriber: Subscriber, status: int = 200, error: str | Non
             "subscribed": bool(sub and sub.subscribed),
             "frequency": sub.frequency if sub else topic.default_frequency,
             "frequencies": list(topic.frequencies),
+            "channels": sub.channels if sub else default_channels(topic),
+            "offered": list(topic.channels),
         })
     return _render("admin/subscriber.html", status, subscriber=subscriber,
                    snapshot=snapshot(subscriber), rows=rows, events=events, total=total,
                    page=page, per_page=PER_PAGE, form=PreferencesForm(),
-                   frequency_labels=FREQUENCY_LABELS, error=error)
+                   frequency_labels=FREQUENCY_LABELS, channel_labels=CHANNEL_LABELS,
+                   pause_labels=PAUSE_LABELS,
+                   paused=is_paused(subscriber, clock.now()), error=error)
 
 
 @bp.get("/subscribers/<int:subscriber_id>")
@@ -490,10 +562,11 @@ def subscriber_change(subscriber_id: int):
         return _subscriber_page(found, 409, _("This subscriber was erased."))
     allowed = services.admin_topics_for(session, found)
     try:
-        submission = parse_form(request.form, allowed)
+        submission = parse_form(request.form, allowed, now=clock.now())
         events = change(session, found, context=Context(source="admin", actor=_actor()),
                         topics=submission.topics, allowed=allowed,
-                        unsubscribed_all=submission.unsubscribed_all)
+                        unsubscribed_all=submission.unsubscribed_all,
+                        phone=submission.phone, paused_until=submission.paused_until)
     except PreferenceError as exc:
         session.rollback()
         return _subscriber_page(_get_or_404(Subscriber, subscriber_id), 422,

@@ -5,9 +5,16 @@ from __future__ import annotations
 from flask import current_app, jsonify
 
 from app.api.views import bp
-from app.topics.models import FREQUENCIES, KINDS
+from app.topics.models import CHANNELS, FREQUENCIES, KINDS
 
 STRING_OR_NULL = {"type": ["string", "null"]}
+CHANNEL_LIST = {"type": "array", "uniqueItems": True, "items": {"enum": list(CHANNELS)}}
+PHONE = {"type": ["string", "null"], "description": "E.164, e.g. +60123456789 (the "
+         "phonenumbers library checks it); null removes it, which stops SMS for every topic"}
+PAUSED_UNTIL = {"type": ["string", "null"], "format": "date-time",
+                "description": "Every marketing message (every channel) stops until this "
+                               "moment (UTC, to the second) and starts again by itself; "
+                               "null resumes now."}
 
 
 def _ref(name: str) -> dict:
@@ -60,15 +67,17 @@ SCHEMAS = {
     },
     "TopicState": {
         "type": "object",
-        "required": ["subscribed", "frequency"],
+        "required": ["subscribed", "frequency", "channels"],
         "additionalProperties": False,
         "properties": {"subscribed": {"type": "boolean"},
-                       "frequency": {"enum": list(FREQUENCIES)}},
+                       "frequency": {"enum": list(FREQUENCIES)},
+                       "channels": {**CHANNEL_LIST,
+                                    "description": "the channels chosen for this topic"}},
     },
     "Subscriber": {
         "type": "object",
         "required": ["external_id", "email", "locale", "role", "unsubscribed_all", "topics",
-                     "version", "updated_at"],
+                     "phone", "paused_until", "version", "updated_at"],
         "additionalProperties": False,
         "properties": {
             "external_id": {"type": "string"},
@@ -77,6 +86,9 @@ SCHEMAS = {
             "role": STRING_OR_NULL,
             "unsubscribed_all": {"type": "boolean"},
             "topics": {"type": "object", "additionalProperties": _ref("TopicState")},
+            "phone": PHONE,
+            "paused_until": {**PAUSED_UNTIL, "description": "a moment already past means "
+                             "not paused (the resumption is recorded shortly after)"},
             "version": {"type": "integer", "minimum": 1,
                         "description": "Bumped once per change; drop older versions."},
             "updated_at": {"type": "string", "format": "date-time"},
@@ -88,7 +100,10 @@ SCHEMAS = {
         "additionalProperties": False,
         "properties": {"subscribed": {"type": "boolean"},
                        "frequency": {"enum": list(FREQUENCIES),
-                                     "description": "one the topic offers"}},
+                                     "description": "one the topic offers"},
+                       "channels": {**CHANNEL_LIST, "description":
+                                    "among the topic's channels; sms needs a phone; "
+                                    "at least one when subscribed"}},
     },
     "SubscriberInput": {
         "type": "object",
@@ -102,6 +117,10 @@ SCHEMAS = {
             "topics": {"type": "object", "additionalProperties": _ref("TopicChoice")},
             "unsubscribed_all": {"type": "boolean",
                                  "description": "extension: push a master unsubscribe"},
+            "phone": {**PHONE, "description": PHONE["description"] + "; international "
+                      "format (+ and the country code) in any punctuation"},
+            "paused_until": {**PAUSED_UNTIL, "description": PAUSED_UNTIL["description"]
+                             + " Must be in the future, with a time zone."},
         },
     },
     "LinkRequest": {
@@ -167,6 +186,8 @@ SCHEMAS = {
             "kind": {"enum": list(KINDS)},
             "frequencies": {"type": "array", "items": {"enum": list(FREQUENCIES)}},
             "default_frequency": {"enum": list(FREQUENCIES)},
+            "channels": {**CHANNEL_LIST, "minItems": 1,
+                         "description": "the channels the topic offers"},
             "names": {"type": "object", "additionalProperties": {"type": "string"}},
             "archived": {"type": "boolean"},
         },
@@ -186,11 +207,25 @@ SCHEMAS = {
                  "properties": {"roles": {"type": "array", "items": _ref("Role")}}},
     "Recipient": {
         "type": "object",
-        "description": "One line of the NDJSON export.",
-        "required": ["external_id", "email", "locale", "frequency"],
+        "description": "One line of the NDJSON export: `email` on the email channel, "
+                       "`phone` (E.164) on the sms channel.",
+        "required": ["external_id", "locale", "frequency"],
+        "oneOf": [{"required": ["email"]}, {"required": ["phone"]}],
         "additionalProperties": False,
         "properties": {"external_id": STRING_OR_NULL, "email": {"type": "string"},
+                       "phone": {"type": "string"},
                        "locale": {"type": "string"}, "frequency": {"enum": list(FREQUENCIES)}},
+    },
+    "SendRequest": {
+        "type": "object",
+        "required": ["campaign"],
+        "additionalProperties": False,
+        "properties": {
+            "campaign": {"type": "string", "minLength": 1, "maxLength": 255,
+                         "description": "names the send: a retry with the same campaign "
+                                        "returns the same recipients"},
+            "channel": {"enum": list(CHANNELS), "default": "email"},
+        },
     },
     "Event": {
         "type": "object",
@@ -390,12 +425,42 @@ PATHS = {
         "get": {
             "operationId": "exportRecipients",
             "summary": "Who may be mailed this topic now, streamed as NDJSON",
+            "description": "Subscribed to the topic with that channel chosen, not "
+                           "unsubscribed from all, not paused, not suppressed; every one of "
+                           "them, whenever they were last sent the topic (see sends for "
+                           "cadence).",
             "parameters": [{"name": "frequency", "in": "query", "required": False,
-                            "schema": {"enum": list(FREQUENCIES)}}],
+                            "schema": {"enum": list(FREQUENCIES)}},
+                           {"name": "channel", "in": "query", "required": False,
+                            "schema": {"enum": list(CHANNELS), "default": "email"}}],
             "responses": {
                 "200": {"description": "One Recipient per line",
                         "content": {"application/x-ndjson": {"schema": _ref("Recipient")}}},
                 **_problems(400, 404),
+            },
+        },
+    },
+    "/api/v1/topics/{slug}/sends": {
+        "parameters": [{"name": "slug", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "post": {
+            "operationId": "sendToDueRecipients",
+            "summary": "Who is due this topic on this channel now, recorded as sent",
+            "description": "The recipients of the export whose last send of the topic on the "
+                           "channel is at least their frequency ago (daily 1 day, weekly 7, "
+                           "biweekly 14, monthly 1 calendar month, quarterly 3; less "
+                           "PREFCENTER_SEND_GRACE), streamed as NDJSON. Each batch is "
+                           "recorded as sent by this campaign in the transaction that reads "
+                           "it, and committed before it is streamed. A retry of the same "
+                           "campaign returns the same recipients (those whose last send is "
+                           "this campaign) plus any now due; sends of one topic and channel "
+                           "take turns, so two campaigns never share a recipient. See "
+                           "docs/sends.md.",
+            "requestBody": _json_body("SendRequest"),
+            "responses": {
+                "200": {"description": "One Recipient per line",
+                        "content": {"application/x-ndjson": {"schema": _ref("Recipient")}}},
+                **_problems(400, 404, 415, 422),
             },
         },
     },

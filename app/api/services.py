@@ -6,11 +6,11 @@ raises :class:`ApiProblem`, which the blueprint answers as an RFC 9457 problem.
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,24 +18,34 @@ from app.db import iso_z
 from app.events.models import Event
 from app.links.minting import LinkRequest, campaign_error, link_error, link_targets, link_topics
 from app.links.services import links_for
-from app.subscribers.models import Subscriber, Subscription, Suppression
+from app.subscribers.models import Subscriber, Subscription
+from app.subscribers.recipients import BATCH, eligible, ndjson, without_suppressed
 from app.subscribers.services import (
+    KEEP,
     Context,
     InvalidEmail,
+    InvalidPhone,
+    NoChannel,
+    PhoneRequired,
     TopicChoice,
+    UnknownChannel,
+    UnknownFrequency,
+    UnknownTopic,
     by_external_id,
     change,
     create_subscriber,
-    email_hash,
     is_suppressed,
     marketing_topics,
     normalise_email,
+    normalise_phone,
+    validate_choices,
 )
-from app.topics.models import FREQUENCIES, Role, Topic
+from app.topics.models import CHANNELS, FREQUENCIES, Role, Topic
 
 MAX_LINK_ITEMS = 1000
 MAX_EXTERNAL_ID = 255
-RECIPIENTS_BATCH = 5000
+MAX_CAMPAIGN = 255
+RECIPIENTS_BATCH = BATCH
 EVENTS_DEFAULT_LIMIT = 100
 EVENTS_MAX_LIMIT = 1000
 
@@ -96,6 +106,8 @@ class SubscriberInput:
     role: str | None = None
     topics: dict[str, TopicChoice] = field(default_factory=dict)
     unsubscribed_all: bool | None = None
+    phone: object = KEEP  # E.164 string, None (remove) or KEEP
+    paused_until: object = KEEP  # aware datetime, None (resume) or KEEP
 
 
 def check_external_id(external_id: str) -> str:
@@ -107,7 +119,8 @@ def check_external_id(external_id: str) -> str:
 
 def parse_subscriber(body: dict, *, locales: list[str]) -> SubscriberInput:
     """The PUT body as a :class:`SubscriberInput`; 422 naming the first bad member."""
-    _no_unknown(body, {"email", "locale", "role", "topics", "unsubscribed_all"})
+    _no_unknown(body, {"email", "locale", "role", "topics", "unsubscribed_all", "phone",
+                       "paused_until"})
     email = body.get("email")
     if email is not None:
         _expect(email, str, "/email", "a string")
@@ -126,35 +139,93 @@ def parse_subscriber(body: dict, *, locales: list[str]) -> SubscriberInput:
     topics: dict[str, TopicChoice] = {}
     raw_topics = body.get("topics")
     if raw_topics is not None:
-        _expect(raw_topics, dict, "/topics", "an object of {slug: {subscribed, frequency?}}")
+        _expect(raw_topics, dict, "/topics",
+                "an object of {slug: {subscribed, frequency?, channels?}}")
         for slug, choice in raw_topics.items():
             where = f"/topics/{pointer_token(slug)}"
-            _expect(choice, dict, where, "an object {subscribed, frequency?}")
-            _no_unknown(choice, {"subscribed", "frequency"}, where)
+            _expect(choice, dict, where, "an object {subscribed, frequency?, channels?}")
+            _no_unknown(choice, {"subscribed", "frequency", "channels"}, where)
             if "subscribed" not in choice:
                 raise invalid(f"{where}/subscribed", f"topics.{slug}.subscribed is required.")
             subscribed = _expect(choice["subscribed"], bool, f"{where}/subscribed", "a boolean")
             frequency = choice.get("frequency")
             if frequency is not None:
                 _expect(frequency, str, f"{where}/frequency", "a string")
-            topics[slug] = TopicChoice(subscribed=subscribed, frequency=frequency)
+            channels = choice.get("channels")
+            if channels is not None:
+                channels = tuple(_parse_channels(channels, f"{where}/channels"))
+            topics[slug] = TopicChoice(subscribed=subscribed, frequency=frequency,
+                                       channels=channels)
+    phone = KEEP
+    if "phone" in body:
+        phone = body["phone"]
+        if phone is not None:
+            _expect(phone, str, "/phone", "a string in international format (+...) or null")
+            try:
+                phone = normalise_phone(phone)
+            except InvalidPhone as exc:
+                raise invalid("/phone", f"phone is not a valid number in international "
+                                        f"format (+ and the country code): {exc}") from exc
+    paused_until = KEEP
+    if "paused_until" in body:
+        paused_until = _parse_moment(body["paused_until"], "/paused_until")
     return SubscriberInput(email=email, locale=locale, role=role, topics=topics,
-                           unsubscribed_all=unsubscribed_all)
+                           unsubscribed_all=unsubscribed_all, phone=phone,
+                           paused_until=paused_until)
 
 
-def _check_topics(choices: dict[str, TopicChoice], allowed: dict[str, Topic]) -> None:
+def _parse_channels(value, pointer: str) -> list[str]:
+    _expect(value, list, pointer, f"an array of channels ({', '.join(CHANNELS)})")
+    for i, channel in enumerate(value):
+        _expect(channel, str, f"{pointer}/{i}", "a string")
+        if channel not in CHANNELS:
+            raise invalid(f"{pointer}/{i}",
+                          f"Unknown channel {channel!r}; channels: {', '.join(CHANNELS)}.")
+    if len(set(value)) != len(value):
+        raise invalid(pointer, "channels must not repeat a channel.")
+    return value
+
+
+def _parse_moment(value, pointer: str) -> dt.datetime | None:
+    """An RFC 3339 date-time with an offset (or null), to the second, in UTC."""
+    if value is None:
+        return None
+    _expect(value, str, pointer, "an RFC 3339 date-time (2026-12-31T09:00:00Z) or null")
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or "T" not in value.upper():
+        raise invalid(pointer, f"{pointer[1:]} must be an RFC 3339 date-time with a time "
+                               f"zone, such as 2026-12-31T09:00:00Z; got {value!r}.")
+    return moment.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def _check_topics(choices: dict[str, TopicChoice], allowed: dict[str, Topic], *,
+                  has_phone: bool) -> None:
+    """The subscribers' rule (:func:`validate_choices`), its refusals as pointed 422s."""
     for slug, choice in choices.items():
-        topic = allowed.get(slug)
         where = f"/topics/{pointer_token(slug)}"
-        if topic is None:
+        try:
+            validate_choices({slug: choice}, allowed, has_phone=has_phone)
+        except UnknownTopic as exc:
             raise invalid(where, f"Unknown topic {slug!r}; marketing topics: "
-                                 f"{', '.join(sorted(allowed)) or 'none'}.")
-        if choice.frequency is not None and (
-            choice.frequency not in FREQUENCIES or choice.frequency not in topic.frequencies
-        ):
+                                 f"{', '.join(sorted(allowed)) or 'none'}.") from exc
+        except UnknownFrequency as exc:
             raise invalid(f"{where}/frequency",
                           f"Unknown frequency {choice.frequency!r} for topic {slug!r}; "
-                          f"it offers: {', '.join(topic.frequencies)}.")
+                          f"it offers: {', '.join(allowed[slug].frequencies)}.") from exc
+        except UnknownChannel as exc:
+            raise invalid(f"{where}/channels",
+                          f"Topic {slug!r} is not offered on {exc}; it offers: "
+                          f"{', '.join(allowed[slug].channels)}.") from exc
+        except NoChannel as exc:
+            raise invalid(f"{where}/channels",
+                          f"Subscribing to topic {slug!r} needs at least one channel.") from exc
+        except PhoneRequired as exc:
+            raise invalid(f"{where}/channels",
+                          f"Topic {slug!r} by sms needs a phone number: set phone (in this "
+                          "request or before).") from exc
 
 
 def _role(session: Session, slug: str) -> Role:
@@ -167,7 +238,7 @@ def _role(session: Session, slug: str) -> Role:
 
 def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput, *,
                       context: Context, default_role: str | None, default_locale: str,
-                      ) -> tuple[Subscriber, bool, list[Event]]:
+                      now: dt.datetime) -> tuple[Subscriber, bool, list[Event]]:
     """Create or update the subscriber ``external_id``: ``(subscriber, created, events)``.
 
     Everything is validated before anything changes; an update that changes
@@ -182,7 +253,13 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
             raise invalid("/email", f"email is not a valid address: {exc}") from exc
     role = _role(session, data.role) if data.role is not None else None
     allowed = marketing_topics(session)
-    _check_topics(data.topics, allowed)
+    current_phone = subscriber.phone if subscriber is not None else None
+    _check_topics(data.topics, allowed,
+                  has_phone=(current_phone if data.phone is KEEP else data.phone) is not None)
+    if isinstance(data.paused_until, dt.datetime) and data.paused_until <= now and (
+        subscriber is None or data.paused_until != subscriber.paused_until
+    ):
+        raise invalid("/paused_until", "paused_until must be in the future; null resumes now.")
     if email is not None:
         other = session.scalar(select(Subscriber).where(Subscriber.email == email))
         if subscriber is None and other is not None and other.external_id == external_id:
@@ -224,11 +301,12 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
                                  "request.") from exc
         else:
             events += change(session, subscriber, context=context, topics=data.topics,
-                             allowed=allowed, unsubscribed_all=unsubscribed_all)
+                             allowed=allowed, unsubscribed_all=unsubscribed_all,
+                             phone=data.phone, paused_until=data.paused_until)
             return subscriber, True, events
     events = change(session, subscriber, context=context, topics=data.topics, allowed=allowed,
                     unsubscribed_all=unsubscribed_all, locale=data.locale, role=role,
-                    email=email)
+                    email=email, phone=data.phone, paused_until=data.paused_until)
     return subscriber, False, events
 
 
@@ -300,6 +378,7 @@ def list_topics(session: Session) -> list[dict]:
         "kind": t.kind,
         "frequencies": list(t.frequencies),
         "default_frequency": t.default_frequency,
+        "channels": list(t.channels),
         "names": {tr.locale: tr.name for tr in sorted(t.translations, key=lambda x: x.locale)},
         "archived": t.archived,
     } for t in topics]
@@ -317,8 +396,9 @@ def list_roles(session: Session) -> list[dict]:
 # --- recipients ------------------------------------------------------------------
 
 
-def recipients_topic(session: Session, slug: str, frequency: str | None) -> Topic:
-    """The topic to export, or a problem (404 unknown, 400 bad frequency or kind)."""
+def recipients_topic(session: Session, slug: str, frequency: str | None,
+                     channel: str = "email") -> Topic:
+    """The topic to export, or a problem (404 unknown, 400 bad frequency, channel or kind)."""
     topic = session.scalar(select(Topic).where(Topic.slug == slug))
     if topic is None:
         raise ApiProblem(404, "Not Found", f"No topic {slug!r}.")
@@ -326,70 +406,58 @@ def recipients_topic(session: Session, slug: str, frequency: str | None) -> Topi
         raise ApiProblem(400, "Bad Request",
                          f"Topic {slug!r} is transactional: it goes to every subscriber "
                          "regardless of preferences, so it has no recipient list.")
+    if channel not in topic.channels:
+        raise ApiProblem(400, "Bad Request",
+                         f"Topic {slug!r} is not offered on {channel!r}; it offers: "
+                         f"{', '.join(topic.channels)}.")
     if frequency is not None and frequency not in FREQUENCIES:
         raise ApiProblem(400, "Bad Request",
                          f"Unknown frequency {frequency!r}; one of: {', '.join(FREQUENCIES)}.")
     return topic
 
 
-def suppressed_hashes(session: Session, hashes: list[str]) -> list[str]:
-    """Which of ``hashes`` are suppressed: one query with one parameter.
-
-    An IN list of thousands of parameters costs more to send and parse than
-    the lookup itself; an array (PostgreSQL) or a JSON list (SQLite) is one.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        query = text("SELECT email_hash FROM suppressions WHERE email_hash = ANY(:hashes)")
-        return list(session.scalars(query, {"hashes": hashes}))
-    if session.get_bind().dialect.name == "sqlite":
-        query = text("SELECT email_hash FROM suppressions "
-                     "WHERE email_hash IN (SELECT value FROM json_each(:hashes))")
-        return list(session.scalars(query, {"hashes": json.dumps(hashes)}))
-    return list(session.scalars(
-        select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))))
-
-
 def recipient_lines(session: Session, topic_id: int, frequency: str | None, *,
+                    channel: str = "email", now: dt.datetime,
                     batch: int = RECIPIENTS_BATCH) -> Iterator[str]:
-    """NDJSON chunks (one per batch) of who may be mailed ``topic_id`` now.
+    """NDJSON chunks (one per batch) of who may be sent ``topic_id`` on ``channel`` now.
 
     Keyset pagination over the subscriber id: each batch is one bounded query,
     so memory stays constant whatever the list's size; the read transaction is
     ended between batches so a long export holds no snapshot.
     """
-    query = (
-        select(Subscriber.id, Subscriber.external_id, Subscriber.email, Subscriber.locale,
-               Subscription.frequency)
-        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-        .where(Subscription.topic_id == topic_id, Subscription.subscribed.is_(True),
-               Subscriber.unsubscribed_all.is_(False), Subscriber.erased_at.is_(None),
-               Subscriber.email.is_not(None), Subscriber.undeliverable_at.is_(None),
-               # Both sides, so either index range-scans from the cursor.
-               Subscription.subscriber_id > bindparam("after"),
-               Subscriber.id > bindparam("after"))
-        .order_by(Subscription.subscriber_id)
-        .limit(batch)
-    )
+    query = eligible(channel, batch=batch)
     if frequency is not None:
         query = query.where(Subscription.frequency == frequency)
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     after = 0
     while True:
-        rows = session.execute(query, {"after": after}).all()
+        rows = session.execute(query, {"topic_id": topic_id, "now": now, "after": after}).all()
         if not rows:
             session.rollback()
             return
-        hashes = {email_hash(r.email): r.id for r in rows}
-        suppressed = {hashes[h] for h in suppressed_hashes(session, list(hashes))}
+        kept = without_suppressed(session, rows)
         session.rollback()
-        yield "".join(
-            dumps({"external_id": r.external_id, "email": r.email, "locale": r.locale,
-                   "frequency": r.frequency}) + "\n"
-            for r in rows if r.id not in suppressed
-        )
+        yield ndjson(kept, channel)
         if len(rows) < batch:
             return
         after = rows[-1].id
+
+
+def parse_send(body: dict) -> tuple[str, str]:
+    """``{"campaign", "channel"?}`` -> ``(campaign, channel)``; 422 naming the bad member."""
+    _no_unknown(body, {"campaign", "channel"})
+    if "campaign" not in body:
+        raise invalid("/campaign", "campaign is required: it makes a retried send return the "
+                                   "same recipients.")
+    campaign = _expect(body["campaign"], str, "/campaign", "a string")
+    if not campaign.strip():
+        raise invalid("/campaign", "campaign must not be empty.")
+    if len(campaign) > MAX_CAMPAIGN:
+        raise invalid("/campaign", f"campaign must be at most {MAX_CAMPAIGN} characters.")
+    channel = body.get("channel", "email")
+    _expect(channel, str, "/channel", "a string")
+    if channel not in CHANNELS:
+        raise invalid("/channel", f"Unknown channel {channel!r}; one of: {', '.join(CHANNELS)}.")
+    return campaign, channel
 
 
 # --- events feed -----------------------------------------------------------------

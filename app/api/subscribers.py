@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify, url_for
 from sqlalchemy.exc import IntegrityError
 
+from app import clock
 from app.api.auth import require_api_key
 from app.api.services import ApiProblem, check_external_id, parse_subscriber, upsert_subscriber
 from app.api.views import actor, bp, json_body
@@ -29,7 +30,7 @@ def put_subscriber(external_id: str):
         subscriber, created, _events = upsert_subscriber(
             session, external_id, data, context=Context(source="api", actor=actor()),
             default_role=current_app.config["DEFAULT_ROLE"],
-            default_locale=current_app.config["DEFAULT_LOCALE"])
+            default_locale=current_app.config["DEFAULT_LOCALE"], now=clock.now())
     except IntegrityError as exc:
         session.rollback()
         raise ApiProblem(409, "Conflict", "A concurrent request changed this subscriber or "

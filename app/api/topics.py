@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request, stream_with_context
+import datetime as dt
 
+from flask import Response, current_app, jsonify, request, stream_with_context
+
+from app import clock
 from app.api.auth import require_api_key
-from app.api.services import list_roles, list_topics, recipient_lines, recipients_topic
-from app.api.views import bp
+from app.api.services import (
+    ApiProblem,
+    list_roles,
+    list_topics,
+    parse_send,
+    recipient_lines,
+    recipients_topic,
+)
+from app.api.views import bp, json_body
 from app.db import get_session
+from app.sends.services import due_send_lines
+from app.topics.models import CHANNELS
 
 
 @bp.get("/topics")
@@ -27,8 +39,28 @@ def get_roles():
 def get_recipients(slug: str):
     session = get_session()
     frequency = request.args.get("frequency") or None
-    topic = recipients_topic(session, slug, frequency)
-    lines = recipient_lines(session, topic.id, frequency)
+    channel = request.args.get("channel") or "email"
+    if channel not in CHANNELS:
+        raise ApiProblem(400, "Bad Request",
+                         f"Unknown channel {channel!r}; one of: {', '.join(CHANNELS)}.")
+    topic = recipients_topic(session, slug, frequency, channel)
+    lines = recipient_lines(session, topic.id, frequency, channel=channel, now=clock.now())
+    return _ndjson(lines)
+
+
+@bp.post("/topics/<slug>/sends")
+@require_api_key
+def post_send(slug: str):
+    """Stream who is due the topic on the channel now, recording each batch as sent."""
+    campaign, channel = parse_send(json_body())
+    session = get_session()
+    topic = recipients_topic(session, slug, None, channel)
+    lines = due_send_lines(session, topic.id, channel, campaign, now=clock.now(),
+                           grace=dt.timedelta(seconds=current_app.config["SEND_GRACE"]))
+    return _ndjson(lines)
+
+
+def _ndjson(lines):
     response = Response(stream_with_context(lines), mimetype="application/x-ndjson")
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.subscribers.models import Subscriber
-from app.subscribers.services import PreferenceError, TopicChoice, UnknownTopic, role_topics
+from app.subscribers.services import (
+    KEEP,
+    PAUSES,
+    PreferenceError,
+    TopicChoice,
+    UnknownTopic,
+    normalise_phone,
+    pause_end,
+    role_topics,
+)
 from app.topics.models import Topic
 
 
@@ -21,6 +31,8 @@ class TopicRow:
     subscribed: bool
     frequency: str
     frequencies: list[str]
+    channels: list[str] = field(default_factory=list)  # chosen
+    offered: list[str] = field(default_factory=list)  # the topic's channels
 
 
 def page_rows(subscriber: Subscriber, locale: str, default_locale: str) -> list[TopicRow]:
@@ -39,6 +51,8 @@ def page_rows(subscriber: Subscriber, locale: str, default_locale: str) -> list[
             subscribed=bool(sub and sub.subscribed),
             frequency=frequency,
             frequencies=list(topic.frequencies),
+            channels=sub.channels if sub else ["email"],
+            offered=list(topic.channels),
         ))
     return rows
 
@@ -55,40 +69,71 @@ def allowed_topics(subscriber: Subscriber) -> dict[str, Topic]:
     return {rt.topic.slug: rt.topic for rt in role_topics(subscriber.role)}
 
 
+def offers_sms(rows: list[TopicRow]) -> bool:
+    return any("sms" in row.offered for row in rows)
+
+
 @dataclass(frozen=True, slots=True)
 class Submission:
     topics: dict[str, TopicChoice]
     unsubscribed_all: bool | None
+    phone: object = KEEP
+    paused_until: object = KEEP
 
 
-def parse_form(form, allowed: dict[str, Topic]) -> Submission:
+def parse_form(form, allowed: dict[str, Topic], *, now: dt.datetime) -> Submission:
     """Read the page's fields; any field about a topic the page did not show is an error.
 
     ``shown`` lists the topics the page displayed: only those change, so an
     unchecked (absent) toggle means "off" for a shown topic and nothing for
-    any other.
+    any other. ``channelled`` lists the shown topics whose channel boxes were
+    shown (topics offering more than one channel); ``phone`` is present when
+    the phone field was shown, and empty removes the number. The ``pause``
+    and ``resume`` actions save the page and pause or resume too. Raises
+    :class:`InvalidPhone` for a number that is not one.
     """
     shown = form.getlist("shown")
     for slug in shown:
         if slug not in allowed:
             raise UnknownTopic(slug)
+    channelled = form.getlist("channelled")
     for key in form:
         prefix, _, slug = key.partition("-")
-        if prefix in ("topic", "frequency") and slug not in shown:
+        if prefix in ("topic", "frequency", "channel") and slug not in shown:
+            raise UnknownTopic(slug)
+        if prefix == "channel" and slug not in channelled:
+            raise UnknownTopic(slug)
+    for slug in channelled:
+        if slug not in shown:
             raise UnknownTopic(slug)
     choices = {}
     for slug in dict.fromkeys(shown):
         frequency = form.get(f"frequency-{slug}") or None
-        choices[slug] = TopicChoice(subscribed=form.get(f"topic-{slug}") == "on",
-                                    frequency=frequency)
+        subscribed = form.get(f"topic-{slug}") == "on"
+        channels = tuple(form.getlist(f"channel-{slug}")) if slug in channelled else None
+        if not subscribed and not channels:
+            channels = None  # a topic switched off keeps its channels for next time
+        choices[slug] = TopicChoice(subscribed=subscribed, frequency=frequency,
+                                    channels=channels)
+    phone = KEEP
+    if "phone" in form:
+        raw = form.get("phone", "").strip()
+        phone = normalise_phone(raw) if raw else None
     action = form.get("action", "save")
+    paused_until = KEEP
+    unsubscribed_all = form.get("unsubscribe_all") == "on"
     if action == "unsubscribe_all":
         unsubscribed_all = True
-    elif action == "save":
-        unsubscribed_all = form.get("unsubscribe_all") == "on"
-    else:
+    elif action == "pause":
+        choice = form.get("pause", "")
+        if choice not in PAUSES:
+            raise PreferenceError(f"unknown pause {choice!r}")
+        paused_until = pause_end(now, choice)
+    elif action == "resume":
+        paused_until = None
+    elif action != "save":
         raise PreferenceError(f"unknown action {action!r}")
-    return Submission(choices, unsubscribed_all)
+    return Submission(choices, unsubscribed_all, phone, paused_until)
 
 
 def mask_email(email: str | None) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
-from flask_babel import get_locale
+from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from app import clock
 from app.db import get_session
 from app.errors import problem, wants_json
 from app.limits import limiter, public_limit
@@ -23,11 +26,22 @@ from app.preferences.forms import FreshLinkForm, PreferencesForm
 from app.preferences.services import (
     allowed_topics,
     mask_email,
+    offers_sms,
     page_rows,
     parse_form,
     transactional_names,
 )
-from app.subscribers.services import Context, PreferenceError, by_public_id, change
+from app.subscribers.services import (
+    Context,
+    InvalidPhone,
+    NoChannel,
+    PhoneRequired,
+    PreferenceError,
+    by_public_id,
+    change,
+    is_paused,
+)
+from app.topics.services import follow_rows
 
 bp = Blueprint("preferences", __name__)
 
@@ -38,6 +52,11 @@ FREQUENCY_LABELS = {
     "monthly": _l("Monthly"),
     "quarterly": _l("Every three months"),
 }
+
+CHANNEL_LABELS = {"email": _l("By email"), "sms": _l("By SMS")}
+CHANNEL_NAMES = {"email": _l("Email"), "sms": _l("SMS")}
+
+PAUSE_LABELS = {"2w": _l("2 weeks"), "1m": _l("1 month"), "3m": _l("3 months")}
 
 
 @bp.errorhandler(LinkError)
@@ -67,22 +86,32 @@ def _open(token: str, *, for_update: bool = False):
     return session, claims, subscriber
 
 
-def _render(token, subscriber, *, saved=None, status=200):
+def _render(token, subscriber, *, saved=None, error=None, status=200):
+    return render_template("preferences/page.html", token=token, saved=saved, error=error,
+                           **page_context(subscriber)), status
+
+
+def page_context(subscriber) -> dict:
+    """What the page template shows of ``subscriber`` (the admin's preview uses it too)."""
     locale = str(get_locale())
     default = current_app.config["DEFAULT_LOCALE"]
     rows = page_rows(subscriber, locale, default)
-    return render_template(
-        "preferences/page.html",
+    paused = is_paused(subscriber, clock.now())
+    return dict(
         form=PreferencesForm(),
-        token=token,
         rows=rows,
         masked_email=mask_email(subscriber.email),
         unsubscribed_all=subscriber.unsubscribed_all,
         transactional=transactional_names(get_session(), locale, default),
         frequency_labels=FREQUENCY_LABELS,
-        saved=saved,
+        channel_labels=CHANNEL_LABELS,
+        pause_labels=PAUSE_LABELS,
+        offers_sms=offers_sms(rows),
+        phone=subscriber.phone,
+        paused_until=format_date(subscriber.paused_until, "long") if paused else None,
+        follow=follow_rows(get_session(), subscriber.role_id, locale, default),
         privacy_url=current_app.config["PRIVACY_URL"],
-    ), status
+    )
 
 
 @bp.get("/<token>")
@@ -97,7 +126,7 @@ def page(token: str):
 def save(token: str):
     session, claims, subscriber = _open(token, for_update=True)
     try:
-        submission = parse_form(request.form, allowed_topics(subscriber))
+        submission = parse_form(request.form, allowed_topics(subscriber), now=clock.now())
         locale = str(get_locale())
         events = change(
             session, subscriber,
@@ -106,7 +135,12 @@ def save(token: str):
             topics=submission.topics, allowed=allowed_topics(subscriber),
             unsubscribed_all=submission.unsubscribed_all,
             locale=locale if request.form.get("lang") == locale else None,
+            phone=submission.phone, paused_until=submission.paused_until,
         )
+    except (InvalidPhone, PhoneRequired, NoChannel) as exc:
+        # The subscriber's own mistake: the page again, saying what to fix; nothing saved.
+        session.rollback()
+        return _render(token, subscriber, error=_input_error(exc), status=400)
     except PreferenceError as exc:
         session.rollback()
         abort(400, description=str(exc))
@@ -142,6 +176,15 @@ def renew(token: str):
     return render_template("preferences/renewed.html")
 
 
+def _input_error(exc: PreferenceError) -> str:
+    if isinstance(exc, InvalidPhone):
+        return _("That mobile number does not look right. Enter it in international format, "
+                 "starting with + and the country code, for example +60 12 345 6789.")
+    if isinstance(exc, PhoneRequired):
+        return _("To receive SMS, enter your mobile number below.")
+    return _("Choose at least one way to receive each topic you switch on.")
+
+
 def describe(event, names: dict[str, str]) -> str:
     """One saved change in the subscriber's words."""
     topic = names.get(event.topic, event.topic)
@@ -159,4 +202,18 @@ def describe(event, names: dict[str, str]) -> str:
         return _("Marketing email is switched back on with your topic choices.")
     if event.action == "locale":
         return _("Your language is saved.")
+    if event.action == "topic.channels":
+        chosen = [str(CHANNEL_LABELS.get(c, c)) for c in after or []]
+        if not chosen:
+            return _("%(topic)s: no messages.", topic=topic)
+        return _("%(topic)s: %(channels)s.", topic=topic, channels=", ".join(chosen))
+    if event.action == "phone":
+        if after is None:
+            return _("Your mobile number is removed: you will get no more SMS.")
+        return _("Your mobile number is saved.")
+    if event.action == "paused":
+        return _("Marketing messages are paused until %(date)s.",
+                 date=format_date(dt.datetime.fromisoformat(after), "long"))
+    if event.action == "resumed":
+        return _("Marketing messages are back on.")
     return event.action

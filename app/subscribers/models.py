@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueCon
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, intpk, str16, str64, timestamp, utcnow
-from app.topics.models import Role, Topic
+from app.topics.models import CHANNELS, Role, Topic
 
 
 def new_public_id() -> str:
@@ -28,6 +28,8 @@ class Subscriber(Base):
     locale: Mapped[str16] = mapped_column(default="en")
     role_id: Mapped[int | None] = mapped_column(ForeignKey("roles.id", ondelete="SET NULL"))
     unsubscribed_all: Mapped[bool] = mapped_column(default=False)
+    phone: Mapped[str | None] = mapped_column(String(20))  # E.164
+    paused_until: Mapped[dt.datetime | None]
     link_epoch: Mapped[int] = mapped_column(default=0)
     # The ESP reported the address dead (hard bounce, or a run of soft ones): no email goes
     # to it until the address changes. Soft bounces since the last delivery count the run.
@@ -58,10 +60,34 @@ class Subscription(Base):
     )
     subscribed: Mapped[bool] = mapped_column(default=False)
     frequency: Mapped[str16] = mapped_column(default="weekly")
+    by_email: Mapped[bool] = mapped_column(default=True)
+    by_sms: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     topic: Mapped[Topic] = relationship(lazy="joined")
+
+    @property
+    def channels(self) -> list[str]:
+        """The channels chosen for this topic, in :data:`CHANNELS` order."""
+        return channels_of(by_email=self.by_email, by_sms=self.by_sms)
+
+    @channels.setter
+    def channels(self, chosen) -> None:
+        self.by_email = "email" in chosen
+        self.by_sms = "sms" in chosen
+
+
+def channel_flag(channel: str) -> str:
+    """The subscription column holding ``channel``'s flag."""
+    if channel not in CHANNELS:
+        raise ValueError(channel)
+    return f"by_{channel}"
+
+
+def channels_of(**flags) -> list[str]:
+    """``by_email=True, by_sms=False`` (or 0/1) -> ``["email"]``."""
+    return [c for c in CHANNELS if flags.get(f"by_{c}")]
 
 
 class Suppression(Base):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -13,7 +16,13 @@ from app.db import iso_z, utcnow
 from app.events.models import Event
 from app.events.services import record_event, seal
 from app.subscribers.models import EspEvent, Subscriber, Subscription, Suppression
-from app.topics.models import FREQUENCIES, Role, Topic
+from app.topics.models import CHANNELS, FREQUENCIES, Role, Topic
+
+# "Leave it as it is", where None means "remove" (the phone, the pause).
+KEEP = type("Keep", (), {"__repr__": lambda self: "KEEP", "__bool__": lambda self: False})()
+
+# The pauses the page offers: (months, days) from now.
+PAUSES = {"2w": (0, 14), "1m": (1, 0), "3m": (3, 0)}
 
 
 class PreferenceError(ValueError):
@@ -32,10 +41,27 @@ class InvalidEmail(PreferenceError):
     pass
 
 
+class UnknownChannel(PreferenceError):
+    pass
+
+
+class InvalidPhone(PreferenceError):
+    pass
+
+
+class PhoneRequired(PreferenceError):
+    """SMS was chosen for a topic but the subscriber has no phone number."""
+
+
+class NoChannel(PreferenceError):
+    """A topic switched on with none of its channels chosen."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicChoice:
     subscribed: bool | None = None
     frequency: str | None = None
+    channels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +82,44 @@ def normalise_email(raw: str) -> str:
         raise InvalidEmail(str(exc)) from exc
     local, _, domain = result.normalized.rpartition("@")
     return f"{local}@{domain.lower()}"
+
+
+def normalise_phone(raw: str, region: str | None = None) -> str:
+    """A phone number in E.164 (``+60123456789``), by the ``phonenumbers`` library.
+
+    Without a ``region`` the number must be international (start with ``+``).
+    """
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(str(exc)) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone(f"{raw!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def add_months(moment: dt.datetime, months: int) -> dt.datetime:
+    """The same day ``months`` later (the month's last day when it has fewer days)."""
+    month0 = moment.month - 1 + months
+    year, month = moment.year + month0 // 12, month0 % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def pause_end(now: dt.datetime, choice: str) -> dt.datetime:
+    """When a pause of ``choice`` (a key of :data:`PAUSES`) taken at ``now`` ends."""
+    months, days = PAUSES[choice]
+    return add_months(now, months).replace(microsecond=0) + dt.timedelta(days=days)
+
+
+def is_paused(subscriber: Subscriber, now: dt.datetime) -> bool:
+    """Paused until a date still to come; a pause whose date has passed is over."""
+    return subscriber.paused_until is not None and subscriber.paused_until > now
+
+
+def default_channels(topic: Topic) -> list[str]:
+    """A new subscription's channels: email if the topic offers it. SMS is never assumed."""
+    return ["email"] if "email" in topic.channels else []
 
 
 def email_hash(email: str) -> str:
@@ -89,14 +153,17 @@ def snapshot(subscriber: Subscriber) -> dict:
         external_id=subscriber.external_id, email=subscriber.email, locale=subscriber.locale,
         role=subscriber.role.slug if subscriber.role else None,
         unsubscribed_all=subscriber.unsubscribed_all,
-        topics=[(s.topic.slug, s.subscribed, s.frequency) for s in subscriber.subscriptions],
+        topics=[(s.topic.slug, s.subscribed, s.frequency, s.channels)
+                for s in subscriber.subscriptions],
+        phone=subscriber.phone, paused_until=subscriber.paused_until,
         version=subscriber.version, updated_at=subscriber.updated_at,
     )
 
 
-def snapshot_of(*, external_id, email, locale, role, unsubscribed_all, topics, version,
-                updated_at) -> dict:
-    """The snapshot's shape from plain values; ``topics`` is ``(slug, subscribed, frequency)``."""
+def snapshot_of(*, external_id, email, locale, role, unsubscribed_all, topics, phone,
+                paused_until, version, updated_at) -> dict:
+    """The snapshot's shape from plain values; ``topics`` is
+    ``(slug, subscribed, frequency, channels)``."""
     return {
         "external_id": external_id,
         "email": email,
@@ -104,9 +171,11 @@ def snapshot_of(*, external_id, email, locale, role, unsubscribed_all, topics, v
         "role": role,
         "unsubscribed_all": unsubscribed_all,
         "topics": {
-            slug: {"subscribed": subscribed, "frequency": frequency}
-            for slug, subscribed, frequency in sorted(topics, key=lambda t: t[0])
+            slug: {"subscribed": subscribed, "frequency": frequency, "channels": list(channels)}
+            for slug, subscribed, frequency, channels in sorted(topics, key=lambda t: t[0])
         },
+        "phone": phone,
+        "paused_until": iso_z(paused_until) if paused_until is not None else None,
         "version": version,
         "updated_at": iso_z(updated_at),
     }
@@ -139,10 +208,7 @@ def create_subscriber(session: Session, *, email: str, external_id: str | None =
                             created_at=now, updated_at=now, version=1)
     session.add(subscriber)
     for rt in role_topics(role):
-        subscriber.subscriptions.append(Subscription(
-            topic=rt.topic, subscribed=rt.default_subscribed,
-            frequency=rt.topic.default_frequency, updated_at=now,
-        ))
+        subscriber.subscriptions.append(new_subscription(rt.topic, rt.default_subscribed, now))
     session.flush()
     event = record_event(session, subscriber, type="subscriber.created", action="created",
                          source=context.source, actor=context.actor, after=email,
@@ -151,7 +217,16 @@ def create_subscriber(session: Session, *, email: str, external_id: str | None =
     return subscriber, [event]
 
 
-def validate_choices(choices: dict[str, TopicChoice], allowed: dict[str, Topic]) -> None:
+def new_subscription(topic: Topic, subscribed: bool, now: dt.datetime) -> Subscription:
+    sub = Subscription(topic=topic, subscribed=subscribed, frequency=topic.default_frequency,
+                       updated_at=now)
+    sub.channels = default_channels(topic)
+    return sub
+
+
+def validate_choices(choices: dict[str, TopicChoice], allowed: dict[str, Topic], *,
+                     has_phone: bool) -> None:
+    """Every choice is one the topic offers; SMS needs a phone. Raises before any change."""
     for slug, choice in choices.items():
         topic = allowed.get(slug)
         if topic is None:
@@ -160,22 +235,45 @@ def validate_choices(choices: dict[str, TopicChoice], allowed: dict[str, Topic])
             choice.frequency not in FREQUENCIES or choice.frequency not in topic.frequencies
         ):
             raise UnknownFrequency(f"{slug}: {choice.frequency}")
+        if choice.channels is not None:
+            for channel in choice.channels:
+                if channel not in CHANNELS or channel not in topic.channels:
+                    raise UnknownChannel(f"{slug}: {channel}")
+            if not choice.channels and choice.subscribed:
+                raise NoChannel(slug)
+            if "sms" in choice.channels and not has_phone:
+                raise PhoneRequired(slug)
+
+
+def _without_sms(choice: TopicChoice) -> TopicChoice:
+    if choice.channels is None or "sms" not in choice.channels:
+        return choice
+    rest = tuple(c for c in choice.channels if c != "sms")
+    return TopicChoice(subscribed=choice.subscribed, frequency=choice.frequency,
+                       channels=rest or None)
 
 
 def change(session: Session, subscriber: Subscriber, *, context: Context,
            topics: dict[str, TopicChoice] | None = None, allowed: dict[str, Topic] | None = None,
            unsubscribed_all: bool | None = None, locale: str | None = None,
            role: Role | None = None, email: str | None = None,
-           undeliverable: bool | None = None) -> list[Event]:
+           undeliverable: bool | None = None, phone=KEEP, paused_until=KEEP) -> list[Event]:
     """Apply what differs, one event per actual change; bump the version once.
 
     ``allowed`` maps the slugs this caller may touch to their topics; any
-    other slug, or a frequency the topic does not offer, raises before
-    anything is changed.
+    other slug, or a frequency or channel the topic does not offer, or SMS
+    without a phone, raises before anything is changed. ``phone`` (E.164,
+    see :func:`normalise_phone`) and ``paused_until`` are left alone when
+    :data:`KEEP`, removed when None. Removing the phone stops SMS for every
+    topic at once (one ``topic.channels`` event per topic it stops).
     """
     topics = topics or {}
     allowed = marketing_topics(session) if allowed is None else allowed
-    validate_choices(topics, allowed)
+    new_phone = subscriber.phone if phone is KEEP else phone
+    if new_phone is None and subscriber.phone is not None:
+        # Removing the number wins over SMS ticked in the same change (a form sends both).
+        topics = {slug: _without_sms(choice) for slug, choice in topics.items()}
+    validate_choices(topics, allowed, has_phone=new_phone is not None)
     events: list[Event] = []
     ctx = {"source": context.source, "actor": context.actor, "token_id": context.token_id,
            "campaign": context.campaign, "reason": context.reason}
@@ -202,15 +300,16 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
         subscriber.role = role
         for rt in role_topics(role):
             if subscriber.subscription(rt.topic_id) is None:
-                subscriber.subscriptions.append(Subscription(
-                    topic=rt.topic, subscribed=rt.default_subscribed,
-                    frequency=rt.topic.default_frequency, updated_at=now))
+                subscriber.subscriptions.append(
+                    new_subscription(rt.topic, rt.default_subscribed, now))
+    if new_phone != subscriber.phone:
+        log("subscriber.updated", "phone", before=subscriber.phone, after=new_phone)
+        subscriber.phone = new_phone
     for slug, choice in topics.items():
         topic = allowed[slug]
         sub = subscriber.subscription(topic.id)
         if sub is None:
-            sub = Subscription(topic=topic, subscribed=False, frequency=topic.default_frequency,
-                               updated_at=now)
+            sub = new_subscription(topic, False, now)
             subscriber.subscriptions.append(sub)
         if choice.subscribed is not None and choice.subscribed != sub.subscribed:
             if choice.subscribed:
@@ -223,6 +322,26 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
             log("subscriber.updated", "topic.frequency", slug, sub.frequency, choice.frequency)
             sub.frequency = choice.frequency
             sub.updated_at = now
+        if choice.channels is not None and list(choice.channels) != sub.channels:
+            chosen = [c for c in CHANNELS if c in choice.channels]
+            if chosen != sub.channels:
+                log("subscriber.updated", "topic.channels", slug, sub.channels, chosen)
+                sub.channels = chosen
+                sub.updated_at = now
+    if subscriber.phone is None:
+        for sub in subscriber.subscriptions:
+            if sub.by_sms:
+                log("subscriber.updated", "topic.channels", sub.topic.slug, sub.channels,
+                    [c for c in sub.channels if c != "sms"])
+                sub.by_sms = False
+                sub.updated_at = now
+    if paused_until is not KEEP and paused_until != subscriber.paused_until:
+        before = iso_z(subscriber.paused_until) if subscriber.paused_until else None
+        if paused_until is None:
+            log("subscriber.updated", "resumed", None, before, None)
+        else:
+            log("subscriber.updated", "paused", None, before, iso_z(paused_until))
+        subscriber.paused_until = paused_until
     if unsubscribed_all is not None and unsubscribed_all != subscriber.unsubscribed_all:
         if unsubscribed_all:
             log("subscriber.unsubscribed", "unsubscribed_all", None, False, True)
@@ -285,17 +404,21 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
     event = record_event(session, subscriber, type="subscriber.erased", action="erased",
                          source=context.source, actor=context.actor,
                          token_id=context.token_id, campaign=context.campaign)
-    final = {**snapshot(subscriber), "email": None, "unsubscribed_all": True, "topics": {}}
-    emails = {subscriber.email.lower()} if subscriber.email else set()
+    final = {**snapshot(subscriber), "email": None, "unsubscribed_all": True, "topics": {},
+             "phone": None, "paused_until": None}
+    # Every address and phone number this subscriber ever had, to scrub from its events.
+    emails = {v.lower() for v in (subscriber.email, subscriber.phone) if v}
     history = session.scalars(
         select(Event).where(Event.subscriber_id == subscriber.id)
     ).all()
     for past in history:
-        if past.action in ("created", "email", "email.changed"):
+        if past.action in ("created", "email", "email.changed", "phone"):
             for value in ((past.before or {}).get("value"), (past.after or {}).get("value")):
                 if isinstance(value, str):
                     emails.add(value.lower())
     subscriber.email = None
+    subscriber.phone = None
+    subscriber.paused_until = None
     subscriber.external_id = None
     subscriber.erased_at = now
     subscriber.unsubscribed_all = True
@@ -320,3 +443,23 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
         past.payload = _scrubbed(past.payload, emails)
     session.flush()
     return event
+
+
+def resume_due(session: Session, now: dt.datetime, *, limit: int = 1000) -> list[Event]:
+    """End the pauses whose date has come: one ``resumed`` event each (source ``system``).
+
+    Nothing waits for this to honour the date: every export compares
+    ``paused_until`` with the time. This records the resumption, so the page,
+    the API and the CRM (webhook) no longer show a date in the past.
+    """
+    due = session.scalars(
+        select(Subscriber).where(Subscriber.paused_until.is_not(None),
+                                 Subscriber.paused_until <= now,
+                                 Subscriber.erased_at.is_(None))
+        .order_by(Subscriber.id).limit(limit).with_for_update(of=Subscriber)
+    ).unique().all()
+    events: list[Event] = []
+    for subscriber in due:
+        events += change(session, subscriber, context=Context(source="system"), allowed={},
+                         paused_until=None)
+    return events

@@ -11,6 +11,9 @@ from app.db import Base, intpk, str16, str64, timestamp, utcnow
 
 FREQUENCIES = ("daily", "weekly", "biweekly", "monthly", "quarterly")
 KINDS = ("marketing", "transactional")
+# How a topic can reach a subscriber. A subscription holds one flag per channel
+# (``Subscription.by_email``, ``by_sms``); SMS also needs the subscriber's phone.
+CHANNELS = ("email", "sms")
 
 
 class Topic(Base):
@@ -21,6 +24,7 @@ class Topic(Base):
     kind: Mapped[str16] = mapped_column(default="marketing")
     frequencies: Mapped[list] = mapped_column(default=lambda: ["weekly"])
     default_frequency: Mapped[str16] = mapped_column(default="weekly")
+    channels: Mapped[list] = mapped_column(default=lambda: ["email"])
     position: Mapped[int] = mapped_column(default=0)
     archived: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[timestamp]
@@ -110,6 +114,40 @@ class RoleTopicTranslation(Base):
     benefit: Mapped[str] = mapped_column(Text, default="")
 
     role_topic: Mapped[RoleTopic] = relationship(back_populates="translations")
+
+
+class FollowLink(Base):
+    """A community forum or social page to follow: a plain link on the preference page,
+    for every role or for one."""
+
+    __tablename__ = "follow_links"
+
+    id: Mapped[intpk]
+    url: Mapped[str] = mapped_column(String(2000))
+    role_id: Mapped[int | None] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[timestamp]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    role: Mapped[Role | None] = relationship(lazy="joined")
+    translations: Mapped[list[FollowLinkTranslation]] = relationship(
+        back_populates="follow_link", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    def text(self, locale: str, default_locale: str) -> str:
+        return localised(self.translations, locale, default_locale, "name") or self.url
+
+
+class FollowLinkTranslation(Base):
+    __tablename__ = "follow_link_translations"
+
+    follow_link_id: Mapped[int] = mapped_column(
+        ForeignKey("follow_links.id", ondelete="CASCADE"), primary_key=True
+    )
+    locale: Mapped[str16] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+    follow_link: Mapped[FollowLink] = relationship(back_populates="translations")
 
 
 def localised(translations, locale: str, default_locale: str, field: str) -> str:

@@ -31,7 +31,7 @@ from app.links.services import (
     RevokedLink,
     UnknownSubscriber,
 )
-from app.subscribers.models import Subscriber, Subscription
+from app.subscribers.models import Subscriber, Subscription, channels_of
 from app.subscribers.services import Context, TopicChoice, change, snapshot_of
 from app.topics.models import Role, Topic
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -207,7 +207,8 @@ _LOCKED = (
     select(_subscribers.c.id, _subscribers.c.external_id, _subscribers.c.email,
            _subscribers.c.locale, _subscribers.c.unsubscribed_all, _subscribers.c.link_epoch,
            _subscribers.c.version, _roles.c.slug.label("role"),
-           _TOPIC_KIND.scalar_subquery().label("topic_kind"))
+           _TOPIC_KIND.scalar_subquery().label("topic_kind"), _subscribers.c.phone,
+           _subscribers.c.paused_until)
     .select_from(_subscribers.outerjoin(_roles, _roles.c.id == _subscribers.c.role_id))
     .where(_subscribers.c.public_id == bindparam("public_id"),
            _subscribers.c.erased_at.is_(None))
@@ -215,7 +216,7 @@ _LOCKED = (
 )
 _SUBSCRIPTIONS = (
     select(_topics.c.id, _topics.c.slug, _topics.c.kind, _subscriptions.c.subscribed,
-           _subscriptions.c.frequency)
+           _subscriptions.c.frequency, _subscriptions.c.by_email, _subscriptions.c.by_sms)
     .join_from(_subscriptions, _topics, _topics.c.id == _subscriptions.c.topic_id)
     .where(_subscriptions.c.subscriber_id == bindparam("subscriber_id"))
 )
@@ -302,6 +303,8 @@ class _Locked(NamedTuple):
     version: int
     role: str | None
     topic_kind: str | None
+    phone: str | None
+    paused_until: object  # as the driver returns it: see OneClick._paused_until
 
 
 class _Subscription(NamedTuple):
@@ -310,6 +313,8 @@ class _Subscription(NamedTuple):
     kind: str
     subscribed: bool | int
     frequency: str | None
+    by_email: bool | int
+    by_sms: bool | int
 
 
 class _Endpoint(NamedTuple):
@@ -344,6 +349,8 @@ class OneClick:
         self.insert_delivery = compiled(_insert(_deliveries, _DELIVERY_COLUMNS))
         self._event_types = (_endpoints.c.event_types.type.dialect_impl(dialect)
                              .result_processor(dialect, None))
+        self._paused_until = (_subscribers.c.paused_until.type.dialect_impl(dialect)
+                              .result_processor(dialect, None))
 
     def unsubscribe(self, connection, claims: LinkClaims, *, context: Context,
                     transaction: bool, queue=nullcontext) -> int:
@@ -446,8 +453,12 @@ class OneClick:
         snapshot = snapshot_of(
             external_id=row.external_id, email=row.email, locale=row.locale, role=row.role,
             unsubscribed_all=all_off,
-            topics=[(s.slug, False if s.slug == topic else bool(s.subscribed), s.frequency)
+            topics=[(s.slug, False if s.slug == topic else bool(s.subscribed), s.frequency,
+                     channels_of(by_email=s.by_email, by_sms=s.by_sms))
                     for s in subscriptions],
+            phone=row.phone,
+            paused_until=(self._paused_until(row.paused_until) if self._paused_until
+                          else row.paused_until),
             version=version, updated_at=now,
         )
         # A topic goes from subscribed to not; the master switch from off to on.

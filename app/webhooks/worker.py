@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from app.db import Database, write_session
 from app.db import utcnow as _utcnow
 from app.events.models import Event
+from app.subscribers.services import resume_due
 from app.webhooks import transport
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.services import DEAD, DELIVERED, PENDING, WebhookSettings, retry_delay
@@ -41,6 +42,7 @@ from app.webhooks.services import signing_secrets as _signing_secrets
 log = logging.getLogger(__name__)
 
 RECORD_DELAY = 0.05  # seconds a finished delivery may wait to be recorded with others
+PAUSE_SWEEP = 60.0  # seconds between two looks for pauses that have ended
 
 
 @dataclass(slots=True)
@@ -353,6 +355,18 @@ class Worker:
         window = max(c, min(max(4 * c, 64), rounds * c))
         return window, max(1, min(window // 2, max(c, 32)))
 
+    def end_pauses(self) -> int:
+        """Record the end of the pauses whose date has come (``resumed`` events, whose
+        webhooks this worker then delivers). Exports honour the date without this."""
+        try:
+            with self._session() as session:
+                events = resume_due(session, _utcnow())
+                session.commit()
+        except DBAPIError:
+            log.exception("webhook worker could not end due pauses")
+            return 0
+        return len(events)
+
     def run_once(self) -> Stats:
         """Drain what is due now, then return."""
         return self.run(threading.Event(), once=True)
@@ -364,6 +378,8 @@ class Worker:
         yet started are released at once for other workers.
         """
         stats = Stats()
+        self.end_pauses()
+        next_sweep = time.monotonic() + PAUSE_SWEEP
         started = _utcnow()
         # Up to four rounds of work queued on the pool, claimed (and recorded) in
         # batches of at least `concurrency` rows: few, short transactions.
@@ -373,6 +389,9 @@ class Worker:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook")
         try:
             while not stop.is_set():
+                if time.monotonic() >= next_sweep:
+                    self.end_pauses()
+                    next_sweep = time.monotonic() + PAUSE_SWEEP
                 done = sum(f.done() for f in inflight)
                 if done and (done >= batch or done == len(inflight)
                              or time.monotonic() - last_record > RECORD_DELAY):
