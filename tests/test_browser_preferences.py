@@ -50,3 +50,34 @@ def test_keyboard_only_subscriber_can_toggle_and_save(live_server, live_catalogu
     page.focus("button[value=save]")
     page.keyboard.press("Enter")
     assert "You now receive Alerts." in page.get_by_role("status").first.inner_text()
+
+
+def test_arabic_subscriber_takes_sms_then_pauses_in_chromium(live_server, live_catalogue,
+                                                             live_links, live_session, page):
+    """Right to left: the number stays left to right in its box; SMS for Alerts, then a
+    pause whose date the page shows in Arabic, then resume now."""
+    subscriber = live_catalogue.subscriber(locale="ar")
+    url = live_server + live_links.preferences(subscriber)
+    page.goto(url)
+    assert page.locator("html").get_attribute("dir") == "rtl"
+    assert page.locator("#field-phone").evaluate("e => getComputedStyle(e).direction") == "ltr"
+    page.locator("#field-topic-alerts").check()
+    page.locator("#field-channel-alerts-sms").check()
+    page.locator("#field-phone").fill("+60 12-345 6789")
+    page.get_by_role("button", name="حفظ التفضيلات").click()
+    assert "تم حفظ رقم هاتفك المحمول." in page.get_by_role("status").first.inner_text()
+    page.locator("#field-pause").select_option("1m")
+    page.locator("button[value=pause]").click()
+    notice = page.locator("#paused-notice").inner_text()
+    assert "الرسائل التسويقية متوقفة مؤقتًا حتى" in notice
+    screenshot(page, "preferences-ar-paused")
+    live_session.expire_all()
+    saved = live_session.get(Subscriber, subscriber.id)
+    assert saved.phone == "+60123456789" and saved.paused_until is not None
+    alerts = next(s for s in saved.subscriptions if s.topic.slug == "alerts")
+    assert alerts.subscribed and alerts.channels == ["email", "sms"]
+    page.locator("button[value=resume]").click()
+    page.locator("button[value=pause]").wait_for()  # the page offers a pause again
+    assert page.locator("#paused-notice").count() == 0
+    live_session.rollback()  # a fresh read transaction sees the resume
+    assert live_session.get(Subscriber, subscriber.id).paused_until is None

@@ -173,8 +173,6 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_last_sends_topic_id_topics'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('topic_id', 'channel', 'subscriber_id', name=op.f('pk_last_sends'))
     )
-    with op.batch_alter_table('last_sends', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_last_sends_subscriber_id'), ['subscriber_id'], unique=False)
     op.create_table('follow_links',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('url', sa.String(length=2000), nullable=False),
@@ -205,8 +203,6 @@ def downgrade() -> None:
         op.execute(_previous_function())
     op.drop_table('follow_link_translations')
     op.drop_table('follow_links')
-    with op.batch_alter_table('last_sends', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_last_sends_subscriber_id'))
     op.drop_table('last_sends')
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.drop_column('by_sms')
