@@ -1,7 +1,7 @@
 """Channels (email, sms), phone, pause, last sends per topic and channel, follow-us links
 
 Revision ID: a16c4a77e150
-Revises: 20261202_1200 (ESP intake)
+Revises: 20261202_1200
 Create Date: 2026-12-02 12:00:00
 
 Every existing topic offers email only and every existing subscription keeps email, so
