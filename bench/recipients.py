@@ -44,7 +44,7 @@ OFFER_FREQUENCIES = ["daily", "weekly", "biweekly", "monthly"]
 LOCALES = ["en", "ar", "ru", "ms"]
 SUBSCRIBER_COLUMNS = ["id", "public_id", "external_id", "email", "locale", "role_id",
                       "unsubscribed_all", "link_epoch", "version", "created_at", "updated_at",
-                      "erased_at"]
+                      "erased_at", "soft_bounces"]
 SUBSCRIPTION_COLUMNS = ["subscriber_id", "topic_id", "subscribed", "frequency", "updated_at"]
 
 
@@ -73,7 +73,7 @@ def subscriber_rows(n: int, role_id: int, now: dt.datetime):
         stopped = i % 50 == 1
         yield (i, secrets.token_urlsafe(16), None if erased else f"ext-{i}",
                None if erased else f"user{i}@example.com", LOCALES[i % 4], role_id,
-               stopped or erased, 0, 1, now, now, now if erased else None)
+               stopped or erased, 0, 1, now, now, now if erased else None, 0)
 
 
 def subscription_rows(n: int, offers: int, news: int, now: dt.datetime):

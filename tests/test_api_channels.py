@@ -235,3 +235,22 @@ def test_erasure_removes_the_phone_everywhere(api, session):
     assert api.delete("/subscribers/e-1").status_code == 204
     for event in session.scalars(select(Event)):
         assert PHONE not in json.dumps([event.before, event.after, event.payload])
+
+
+def test_an_undeliverable_address_stops_email_but_not_sms(api, session):
+    """The ESP's hard bounce is about the email address: SMS to the phone goes on."""
+    from app.subscribers.models import Subscriber
+    from app.subscribers.services import Context, change
+
+    api.put("/subscribers/u-1", json={
+        "email": "u1@example.com", "phone": PHONE,
+        "topics": {"alerts": {"subscribed": True, "channels": ["email", "sms"]}}})
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.external_id == "u-1"))
+    change(session, subscriber, context=Context(source="esp"), undeliverable=True)
+    session.commit()
+    assert lines(api.get("/topics/alerts/recipients?channel=email")) == []
+    assert [r["phone"] for r in lines(api.get("/topics/alerts/recipients?channel=sms"))] == [
+        PHONE]
+    assert lines(api.post("/topics/alerts/sends", json={"campaign": "c"})) == []
+    assert len(lines(api.post("/topics/alerts/sends",
+                              json={"campaign": "c", "channel": "sms"}))) == 1

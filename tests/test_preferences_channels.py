@@ -167,6 +167,7 @@ def test_the_paused_date_is_shown_in_the_pages_language(app, client, session, ca
                                            pause="3m")).get_data(as_text=True)
     assert "Рекламные сообщения приостановлены до" in text
     assert re.search(r"<strong>\d{1,2} [а-я]+ \d{4}", text)
+    assert "г.." not in text  # Russian long dates end in "г.": no second full stop
 
 
 def test_unsubscribe_from_all_while_paused_unsubscribes(app, client, session, catalogue,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import iso_z
+from app.db import iso_z, utcnow
 from app.events.models import Event
 from app.links.minting import LinkRequest, campaign_error, link_error, link_targets, link_topics
 from app.links.services import links_for
@@ -417,9 +417,10 @@ def recipients_topic(session: Session, slug: str, frequency: str | None,
 
 
 def recipient_lines(session: Session, topic_id: int, frequency: str | None, *,
-                    channel: str = "email", now: dt.datetime,
+                    channel: str = "email", now: dt.datetime | None = None,
                     batch: int = RECIPIENTS_BATCH) -> Iterator[str]:
-    """NDJSON chunks (one per batch) of who may be sent ``topic_id`` on ``channel`` now.
+    """NDJSON chunks (one per batch) of who may be sent ``topic_id`` on ``channel`` at
+    ``now`` (default: the real time; the API passes the app's clock).
 
     Keyset pagination over the subscriber id: each batch is one bounded query,
     so memory stays constant whatever the list's size; the read transaction is
@@ -428,6 +429,7 @@ def recipient_lines(session: Session, topic_id: int, frequency: str | None, *,
     query = eligible(channel, batch=batch)
     if frequency is not None:
         query = query.where(Subscription.frequency == frequency)
+    now = now or utcnow()
     after = 0
     while True:
         rows = session.execute(query, {"topic_id": topic_id, "now": now, "after": after}).all()
