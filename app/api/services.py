@@ -10,12 +10,12 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, Text, func, literal, select, tuple_, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import iso_z, utcnow
-from app.events.models import Event
+from app.events.models import Event, EventCommit
 from app.links.minting import LinkRequest, campaign_error, link_error, link_targets, link_topics
 from app.links.services import links_for
 from app.subscribers.models import Subscriber, Subscription
@@ -465,13 +465,33 @@ def parse_send(body: dict) -> tuple[str, str]:
 # --- events feed -----------------------------------------------------------------
 
 
-def parse_cursor(raw: str | None) -> int:
+CURSOR_PATTERN = r"^[0-9]{1,18}(\.[0-9]{1,18})?$"
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a feed reader stands: after event ``event_id`` (SQLite), or after it within
+    the commit ``position`` of its transaction (PostgreSQL)."""
+
+    position: int | None
+    event_id: int
+
+    def __str__(self) -> str:
+        if self.position is None:
+            return str(self.event_id)
+        return f"{self.position}.{self.event_id}"
+
+
+def parse_cursor(raw: str | None) -> Cursor:
+    """A ``next_cursor`` back: ``ID`` or ``POSITION.ID``; empty starts at the beginning."""
     if raw is None or raw == "":
-        return 0
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        return Cursor(None, 0)
+    position, dot, event_id = raw.partition(".")
+    parts = (position, event_id) if dot else (event_id or position,)
+    if not all(p.isascii() and p.isdigit() and len(p) <= 18 for p in parts):
         raise ApiProblem(400, "Bad Request",
                          f"Bad cursor {raw!r}: pass the next_cursor of an earlier answer.")
-    return int(raw)
+    return Cursor(int(position), int(event_id)) if dot else Cursor(None, int(position))
 
 
 def parse_limit(raw: str | None) -> int:
@@ -502,20 +522,52 @@ def event_view(event: Event, external_id: str | None) -> dict:
     }
 
 
-def events_page(session: Session, after: int, limit: int) -> dict:
-    """Events with id above ``after``, oldest first; ``next_cursor`` resumes after them."""
-    rows = session.execute(
-        select(Event, Subscriber.external_id)
-        .outerjoin(Subscriber, Subscriber.id == Event.subscriber_id)
-        .where(Event.id > after)
-        .order_by(Event.id)
-        .limit(limit + 1)
-    ).all()
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    events = [event_view(event, external_id) for event, external_id in rows]
-    return {
-        "events": events,
-        "next_cursor": str(events[-1]["id"] if events else after),
-        "has_more": has_more,
-    }
+# PostgreSQL: the position of events the reading transaction wrote itself (it sees them,
+# uncommitted, after every committed one; a production reader never writes).
+OWN_POSITION = 10**18 - 1
+
+
+def events_page(session: Session, after: Cursor, limit: int) -> dict:
+    """Events after the cursor, in commit order; ``next_cursor`` resumes after them.
+
+    SQLite commits one writer at a time, so event ids already follow commits. On
+    PostgreSQL an id is taken at insert: a transaction that commits late can hold an id
+    below events already read. There each transaction's commit position (``EventCommit``,
+    given under a lock at commit, migration 0003) orders the feed, so a position, once
+    visible, never has a smaller one appear after it: a reader never misses an event.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        position = after.position
+        if position is None:  # an event id alone: its transaction's position
+            position = session.scalar(
+                select(EventCommit.position).join(Event, Event.txid == EventCommit.txid)
+                .where(Event.id == after.event_id)) or 0
+        committed = (select(EventCommit.position.label("position"), Event.id.label("id"))
+                     .join_from(EventCommit, Event, Event.txid == EventCommit.txid))
+        own_txid = func.pg_current_xact_id_if_assigned().cast(Text).cast(BigInteger)
+        own = (select(literal(OWN_POSITION, BigInteger).label("position"), Event.id)
+               .where(Event.txid == own_txid))
+        order = union_all(committed, own).subquery()
+        page = session.execute(
+            select(order.c.position, order.c.id)
+            .where(tuple_(order.c.position, order.c.id) > tuple_(position, after.event_id))
+            .order_by(order.c.position, order.c.id).limit(limit + 1)
+        ).all()
+    else:
+        page = session.execute(
+            select(literal(None).label("position"), Event.id)
+            .where(Event.id > after.event_id).order_by(Event.id).limit(limit + 1)
+        ).all()
+    has_more = len(page) > limit
+    page = page[:limit]
+    found = {
+        event.id: event_view(event, external_id)
+        for event, external_id in session.execute(
+            select(Event, Subscriber.external_id)
+            .outerjoin(Subscriber, Subscriber.id == Event.subscriber_id)
+            .where(Event.id.in_([row.id for row in page]))
+        )
+    } if page else {}
+    last = Cursor(page[-1].position, page[-1].id) if page else after
+    return {"events": [found[row.id] for row in page], "next_cursor": str(last),
+            "has_more": has_more}

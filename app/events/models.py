@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, FetchedValue, ForeignKey, Identity, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, str16, str64, timestamp
@@ -22,7 +22,8 @@ SOURCES = ("preference_page", "unsubscribe_page", "one_click", "api", "admin", "
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_subscriber_id_id", "subscriber_id", "id"),)
+    __table_args__ = (Index("ix_events_subscriber_id_id", "subscriber_id", "id"),
+                      Index("ix_events_txid_id", "txid", "id"))
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True
@@ -44,7 +45,20 @@ class Event(Base):
     version: Mapped[int]
     payload: Mapped[dict]
     created_at: Mapped[timestamp]
+    # PostgreSQL: the writing transaction (a server default), whose commit position
+    # EventCommit holds; unused on SQLite, where ids follow commits.
+    txid: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
 
     @property
     def when(self) -> dt.datetime:
         return self.created_at
+
+
+class EventCommit(Base):
+    """PostgreSQL: the commit order of event-writing transactions (filled by a deferred
+    trigger under an advisory lock, migration 0003); the feed reads by ``(position, id)``."""
+
+    __tablename__ = "event_commits"
+
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger, unique=True)

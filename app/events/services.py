@@ -62,7 +62,7 @@ def seal(session: Session, subscriber, events: list[Event], snapshot: dict) -> N
         event.version = snapshot.get("version", event.version)
         event.payload = payload_of(snapshot, change_of(event), event.source)
         for endpoint in endpoints:
-            if endpoint.wants(event.type):
+            if endpoint.wants(event.type, event.source):
                 session.add(WebhookDelivery(
                     endpoint_id=endpoint.id, event_id=event.id,
                     subscriber_id=event.subscriber_id, next_attempt_at=event.created_at,

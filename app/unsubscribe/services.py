@@ -221,7 +221,8 @@ _SUBSCRIPTIONS = (
     .where(_subscriptions.c.subscriber_id == bindparam("subscriber_id"))
 )
 _ENABLED_ENDPOINTS = (
-    select(_endpoints.c.id, _endpoints.c.event_types).where(_endpoints.c.enabled.is_(True))
+    select(_endpoints.c.id, _endpoints.c.event_types, _endpoints.c.sources)
+    .where(_endpoints.c.enabled.is_(True))
 )
 _STOP_TOPIC = (
     update(_subscriptions)
@@ -320,6 +321,7 @@ class _Subscription(NamedTuple):
 class _Endpoint(NamedTuple):
     id: str
     event_types: list
+    sources: list | None
 
 
 class OneClick:
@@ -347,8 +349,9 @@ class OneClick:
         self.bump = compiled(_BUMP)
         self.insert_event = compiled(_insert(_events, _EVENT_COLUMNS))
         self.insert_delivery = compiled(_insert(_deliveries, _DELIVERY_COLUMNS))
-        self._event_types = (_endpoints.c.event_types.type.dialect_impl(dialect)
-                             .result_processor(dialect, None))
+        # Both JSON columns share the one type (and so the one processor).
+        self._json = (_endpoints.c.event_types.type.dialect_impl(dialect)
+                      .result_processor(dialect, None))
         self._paused_until = (_subscribers.c.paused_until.type.dialect_impl(dialect)
                               .result_processor(dialect, None))
 
@@ -479,10 +482,11 @@ class OneClick:
         }).lastrowid
         endpoints = [_Endpoint(*e) for e in self.endpoints.execute(cursor).fetchall()]
         for endpoint in endpoints:
-            if self._event_types is not None:
-                endpoint = endpoint._replace(event_types=self._event_types(endpoint.event_types))
+            if self._json is not None:
+                endpoint = endpoint._replace(event_types=self._json(endpoint.event_types),
+                                             sources=self._json(endpoint.sources))
             # The model's own rule for which events an endpoint receives.
-            if WebhookEndpoint.wants(endpoint, type_):
+            if WebhookEndpoint.wants(endpoint, type_, context.source):
                 self.insert_delivery.execute(cursor, {
                     "endpoint_id": endpoint.id, "event_id": event_id, "subscriber_id": row.id,
                     "status": "pending", "attempts": 0, "next_attempt_at": created_at,

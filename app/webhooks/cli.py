@@ -32,16 +32,20 @@ def webhooks_group() -> None:
 @click.argument("url")
 @click.option("--events", default="", metavar="TYPE,TYPE",
               help="Comma-separated event types to send (default: all).")
+@click.option("--sources", default="", metavar="SOURCE,SOURCE",
+              help="Comma-separated event sources to send (default: all); leave out "
+                   "'import' for a CRM that imports its own contacts.")
 @click.option("--description", default="", help="A note for operators.")
 @with_appcontext
-def add(url: str, events: str, description: str) -> None:
+def add(url: str, events: str, sources: str, description: str) -> None:
     """Register an endpoint at URL; print its id and its signing secret."""
     session = write_session(get_db())
     try:
         try:
             types = [t.strip() for t in events.split(",") if t.strip()]
+            wanted = [s.strip() for s in sources.split(",") if s.strip()]
             endpoint, secret = create_endpoint(session, url, events=types or None,
-                                               description=description)
+                                               sources=wanted or None, description=description)
         except WebhookError as exc:
             raise click.UsageError(str(exc)) from exc
         session.commit()

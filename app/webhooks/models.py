@@ -22,6 +22,8 @@ class WebhookEndpoint(Base):
     url: Mapped[str] = mapped_column(String(2000))
     description: Mapped[str] = mapped_column(String(255), default="")
     event_types: Mapped[list] = mapped_column(default=list)
+    # The event sources it receives; None or empty: every source.
+    sources: Mapped[list | None]
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     secret: Mapped[str] = mapped_column(String(100))
@@ -31,8 +33,10 @@ class WebhookEndpoint(Base):
     created_at: Mapped[timestamp]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    def wants(self, event_type: str) -> bool:
-        return not self.event_types or event_type in self.event_types
+    def wants(self, event_type: str, source: str) -> bool:
+        """Whether an event of this type from this source is queued for the endpoint."""
+        return ((not self.event_types or event_type in self.event_types)
+                and (not self.sources or source in self.sources))
 
 
 class WebhookDelivery(Base):

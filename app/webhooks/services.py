@@ -24,7 +24,7 @@ from sqlalchemy import case, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.events.models import EVENT_TYPES, Event
+from app.events.models import EVENT_TYPES, SOURCES, Event
 from app.webhooks import transport
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -43,6 +43,10 @@ class InvalidUrl(WebhookError):
 
 
 class UnknownEventType(WebhookError):
+    pass
+
+
+class UnknownSource(WebhookError):
     pass
 
 
@@ -137,7 +141,20 @@ def validate_event_types(types) -> list[str]:
     return [t for t in EVENT_TYPES if t in types]
 
 
-def create_endpoint(session: Session, url: str, *, events=None,
+def validate_sources(sources) -> list[str]:
+    """Known event sources in canonical order; empty (or None) means every source."""
+    if sources is None:
+        return []
+    if not isinstance(sources, list | tuple) or not all(isinstance(s, str) for s in sources):
+        raise UnknownSource("sources must be a list of event sources")
+    unknown = sorted(set(sources) - set(SOURCES))
+    if unknown:
+        raise UnknownSource(
+            f"unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+    return [s for s in SOURCES if s in sources]
+
+
+def create_endpoint(session: Session, url: str, *, events=None, sources=None,
                     description: str = "") -> tuple[WebhookEndpoint, str]:
     """Register an endpoint for ``events`` (all types if empty); returns it and its secret.
 
@@ -148,7 +165,8 @@ def create_endpoint(session: Session, url: str, *, events=None,
     now = utcnow()
     endpoint = WebhookEndpoint(
         url=validate_url(url), event_types=validate_event_types(events),
-        description=(description or "")[:255], secret=secret, enabled=True,
+        sources=validate_sources(sources), description=(description or "")[:255],
+        secret=secret, enabled=True,
         created_at=now, updated_at=now,
     )
     session.add(endpoint)
@@ -168,14 +186,18 @@ def list_endpoints(session: Session) -> list[WebhookEndpoint]:
 
 
 def update_endpoint(session: Session, endpoint: WebhookEndpoint, *, url: str | None = None,
-                    events=None, description: str | None = None) -> WebhookEndpoint:
-    """Change an endpoint's URL, event filter or description (validated first)."""
+                    events=None, sources=None,
+                    description: str | None = None) -> WebhookEndpoint:
+    """Change an endpoint's URL, event or source filter, or description (validated first)."""
     new_url = validate_url(url) if url is not None else None
     new_events = validate_event_types(events) if events is not None else None
+    new_sources = validate_sources(sources) if sources is not None else None
     if new_url is not None:
         endpoint.url = new_url
     if new_events is not None:
         endpoint.event_types = new_events
+    if new_sources is not None:
+        endpoint.sources = new_sources
     if description is not None:
         endpoint.description = description[:255]
     endpoint.updated_at = utcnow()
@@ -275,6 +297,7 @@ def describe_endpoint(endpoint: WebhookEndpoint) -> dict:
         "url": endpoint.url,
         "description": endpoint.description,
         "events": list(endpoint.event_types or []),
+        "sources": list(endpoint.sources or []),
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason,
         "failing_since": _iso(endpoint.failing_since),
@@ -412,6 +435,8 @@ def replay_range(session: Session, endpoint: WebhookEndpoint, since: dt.datetime
     ).order_by(Event.id)
     if endpoint.event_types:
         query = query.where(Event.type.in_(endpoint.event_types))
+    if endpoint.sources:
+        query = query.where(Event.source.in_(endpoint.sources))
     rows = [
         {"endpoint_id": endpoint.id, "event_id": event_id, "subscriber_id": subscriber_id,
          "status": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
