@@ -362,8 +362,9 @@ def test_bulk_limits(api, catalogue):
     full = api.post("/links", json={"items": [{"external_id": "bulk-c"}] * 1000})
     assert full.status_code == 200
     assert len(full.get_json()["items"]) == 1000
-    assert_problem(api.post("/links", json={"items": [{"external_id": "bulk-c"}] * 1001}),
-                   413, "1000")
+    too_many = assert_problem(api.post("/links", json={"items": [{"external_id": "bulk-c"}]
+                                                       * 1001}), 422, "1000")
+    assert too_many["errors"][0]["pointer"] == "/items"
     body = assert_problem(api.post("/links", json={"items": [{"external_id": "bulk-c"},
                                                              {"external_id": 7}]}), 422)
     assert body["errors"][0]["pointer"] == "/items/1/external_id"
@@ -422,7 +423,8 @@ def test_events_feed_names_erased_subscribers(api):
 
 
 @pytest.mark.parametrize(("query", "detail"), [
-    ("after=abc", "cursor"), ("after=-1", "cursor"), ("limit=0", "limit"),
+    ("after=abc", "after"), ("after=-1", "after"), ("after=1.2.3", "after"),
+    ("after=" + "9" * 19, "after"), ("limit=0", "limit"), ("limit=" + "9" * 30, "limit"),
     ("limit=1001", "limit"), ("limit=ten", "limit"),
 ])
 def test_events_feed_bad_parameters(api, query, detail):

@@ -64,7 +64,7 @@ def test_cursors_are_opaque_strings_that_resume(live_app, live_session, live_cat
     live_session.commit()
     headers = {"Authorization": f"Bearer {plain}"}
     client = live_app.test_client()
-    everything, cursor = read_all(client, headers, None)
+    everything, _cursor = read_all(client, headers, None)
     assert [e["subscriber"] for e in everything] == ["c-0", "c-1", "c-2"]
     first = client.get("/api/v1/events?limit=1", headers=headers).get_json()
     rest, _ = read_all(client, headers, first["next_cursor"])

@@ -69,7 +69,8 @@ def test_create_list_show(api, session):
     ({}, 422, "url is required"),
     ({"url": "https://crm.example/h", "events": ["subscriber.nope"]}, 422, "subscriber.nope"),
     ({"url": "https://crm.example/h", "events": "subscriber.created"}, 422, ""),
-    ({"url": "https://crm.example/h", "events": [1]}, 422, "list of event types"),
+    ({"url": "https://crm.example/h", "events": [1]}, 422, "subscriber.created"),
+    ({"url": "https://crm.example/h", "description": "x" * 256}, 422, "255"),
 ])
 def test_create_refuses_bad_input(api, session, payload, status, part):
     problem(api.post("", json=payload), status, part)
@@ -78,8 +79,10 @@ def test_create_refuses_bad_input(api, session, payload, status, part):
 
 def test_create_needs_a_json_object(api):
     problem(api.post("", data="url=https://x", content_type="application/x-www-form-urlencoded"),
-            400, "JSON object")
-    problem(api.post("", json=["https://crm.example/h"]), 400, "JSON object")
+            415, "application/json")
+    problem(api.post("", data="{", content_type="application/json"), 400, "not valid JSON")
+    body = problem(api.post("", json=["https://crm.example/h"]), 422, "an object")
+    assert body["errors"] == [{"pointer": "", "detail": "body must be an object, not an array."}]
 
 
 def test_disable_enable_and_update(api, session):
@@ -116,6 +119,9 @@ def test_rotate_secret(api, session):
     now_only = api.post(f"/{created['id']}/rotate-secret", json={"overlap_seconds": 0})
     assert now_only.get_json()["previous_secret_expires_at"] is None
     problem(api.post(f"/{created['id']}/rotate-secret", json={"overlap_seconds": -1}), 422)
+    huge = problem(api.post(f"/{created['id']}/rotate-secret",
+                            json={"overlap_seconds": 10**30}), 422)
+    assert huge["errors"][0]["pointer"] == "/overlap_seconds"
 
 
 def test_deliveries_and_replay(api, session, catalogue):
@@ -130,8 +136,9 @@ def test_deliveries_and_replay(api, session, catalogue):
     assert delivery["event_type"] == "subscriber.created"
     assert delivery["status"] == "pending" and delivery["attempts"] == 0
     assert api.get(f"/{endpoint_id}/deliveries?status=dead").get_json()["deliveries"] == []
-    problem(api.get(f"/{endpoint_id}/deliveries?status=lost"), 422, "status must be")
-    problem(api.get(f"/{endpoint_id}/deliveries?limit=0"), 422, "limit")
+    problem(api.get(f"/{endpoint_id}/deliveries?status=lost"), 400, "status must be")
+    problem(api.get(f"/{endpoint_id}/deliveries?limit=0"), 400, "limit")
+    problem(api.get(f"/{endpoint_id}/deliveries?before={2**63}"), 400, "before")
 
     # Pending: nothing to replay yet.
     problem(api.post(f"/{endpoint_id}/replay", json={"delivery_id": delivery["id"]}), 409,
@@ -153,6 +160,7 @@ def test_deliveries_and_replay(api, session, catalogue):
             "already queued")
     problem(api.post(f"/{endpoint_id}/replay", json={"delivery_id": 999999}), 404)
     problem(api.post(f"/{endpoint_id}/replay", json={"delivery_id": "1"}), 422)
+    problem(api.post(f"/{endpoint_id}/replay", json={"delivery_id": 2**70}), 422, "delivery_id")
     problem(api.post(f"/{endpoint_id}/replay", json={}), 422, "delivery_id")
 
 

@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 from flask import current_app, jsonify
+from pydantic import BaseModel
 
-from app.api.auth import require_api_key
-from app.api.services import ApiProblem, mint_links, parse_link_body
-from app.api.views import bp, json_body
+from app.api.errors import ApiProblem
+from app.api.schema import Response, operation, validate_body
+from app.api.schemas import LinkBatch, LinkBatchRequest, LinkRequest, Links
+from app.api.services import invalid, mint_links
+from app.api.views import bp
 from app.db import get_session
+from app.links import minting
 
 
-@bp.post("/links")
-@require_api_key
-def post_links():
-    requests, bulk = parse_link_body(json_body(),
-                                     locales=current_app.config["SUPPORTED_LOCALES"])
+def _ref(model: type[BaseModel]) -> dict:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _request(item: LinkRequest, pointer: str, locales: list[str]) -> minting.LinkRequest:
+    if item.locale and item.locale not in locales:
+        raise invalid(f"{pointer}/locale", f"Unknown locale {item.locale!r}; "
+                                           f"supported: {', '.join(locales)}.")
+    return minting.LinkRequest(item.external_id, item.topic or None, item.campaign or None,
+                       item.locale or None)
+
+
+@operation(bp, "/links", "POST", operation_id="mintLinks",
+           summary="Signed links and List-Unsubscribe headers, one or a batch",
+           tags=["links"], problems=(404,), models=(LinkRequest, LinkBatchRequest),
+           body_schema={"oneOf": [_ref(LinkRequest), _ref(LinkBatchRequest)]},
+           responses={200: Response("Links (a batch answers per item)", schema={
+               "oneOf": [_ref(Links), _ref(LinkBatch)]}, models=(Links,
+                                                                       LinkBatch))})
+def post_links(body):
+    bulk = isinstance(body, dict) and "items" in body
+    locales = current_app.config["SUPPORTED_LOCALES"]
+    if bulk:
+        batch = validate_body(LinkBatchRequest, body)
+        requests = [_request(item, f"/items/{i}", locales) for i, item in enumerate(batch.items)]
+    else:
+        requests = [_request(validate_body(LinkRequest, body), "", locales)]
     results = mint_links(get_session(), current_app, requests)
     if bulk:
         return jsonify(items=results)

@@ -14,9 +14,10 @@ from sqlalchemy import BigInteger, Text, func, literal, select, tuple_, union_al
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.api.errors import ApiProblem
 from app.db import iso_z, utcnow
 from app.events.models import Event, EventCommit
-from app.links.minting import LinkRequest, campaign_error, link_error, link_targets, link_topics
+from app.links.minting import LinkRequest, link_error, link_targets, link_topics
 from app.links.services import links_for
 from app.subscribers.models import Subscriber, Subscription
 from app.subscribers.recipients import BATCH, eligible, ndjson, without_suppressed
@@ -24,7 +25,6 @@ from app.subscribers.services import (
     KEEP,
     Context,
     InvalidEmail,
-    InvalidPhone,
     NoChannel,
     PhoneRequired,
     TopicChoice,
@@ -37,28 +37,11 @@ from app.subscribers.services import (
     is_suppressed,
     marketing_topics,
     normalise_email,
-    normalise_phone,
     validate_choices,
 )
-from app.topics.models import CHANNELS, FREQUENCIES, Role, Topic
+from app.topics.models import FREQUENCIES, Role, Topic
 
-MAX_LINK_ITEMS = 1000
-MAX_EXTERNAL_ID = 255
-MAX_CAMPAIGN = 255
 RECIPIENTS_BATCH = BATCH
-EVENTS_DEFAULT_LIMIT = 100
-EVENTS_MAX_LIMIT = 1000
-
-
-class ApiProblem(Exception):
-    """An answer other than success, as an RFC 9457 problem."""
-
-    def __init__(self, status: int, title: str, detail: str, **extra):
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.extra = extra
 
 
 def invalid(pointer: str, detail: str) -> ApiProblem:
@@ -69,31 +52,6 @@ def invalid(pointer: str, detail: str) -> ApiProblem:
 
 def pointer_token(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
-
-
-def _type_name(value) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
-
-
-def _expect(value, kind, pointer: str, what: str):
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise invalid(pointer, f"{pointer[1:] or 'body'} must be {what}, not {_type_name(value)}.")
-    return value
-
-
-def _no_unknown(body: dict, allowed: set[str], prefix: str = "") -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        name = unknown[0]
-        raise invalid(f"{prefix}/{pointer_token(name)}",
-                      f"Unknown member {name!r}; allowed: {', '.join(sorted(allowed))}.")
 
 
 # --- subscribers -----------------------------------------------------------------
@@ -108,97 +66,6 @@ class SubscriberInput:
     unsubscribed_all: bool | None = None
     phone: object = KEEP  # E.164 string, None (remove) or KEEP
     paused_until: object = KEEP  # aware datetime, None (resume) or KEEP
-
-
-def check_external_id(external_id: str) -> str:
-    if not external_id.strip() or len(external_id) > MAX_EXTERNAL_ID:
-        raise ApiProblem(400, "Bad Request",
-                         f"external_id must be 1 to {MAX_EXTERNAL_ID} characters.")
-    return external_id
-
-
-def parse_subscriber(body: dict, *, locales: list[str]) -> SubscriberInput:
-    """The PUT body as a :class:`SubscriberInput`; 422 naming the first bad member."""
-    _no_unknown(body, {"email", "locale", "role", "topics", "unsubscribed_all", "phone",
-                       "paused_until"})
-    email = body.get("email")
-    if email is not None:
-        _expect(email, str, "/email", "a string")
-    locale = body.get("locale")
-    if locale is not None:
-        _expect(locale, str, "/locale", "a string")
-        if locale not in locales:
-            raise invalid("/locale",
-                          f"Unknown locale {locale!r}; supported: {', '.join(locales)}.")
-    role = body.get("role")
-    if role is not None:
-        _expect(role, str, "/role", "a string")
-    unsubscribed_all = body.get("unsubscribed_all")
-    if unsubscribed_all is not None:
-        _expect(unsubscribed_all, bool, "/unsubscribed_all", "a boolean")
-    topics: dict[str, TopicChoice] = {}
-    raw_topics = body.get("topics")
-    if raw_topics is not None:
-        _expect(raw_topics, dict, "/topics",
-                "an object of {slug: {subscribed, frequency?, channels?}}")
-        for slug, choice in raw_topics.items():
-            where = f"/topics/{pointer_token(slug)}"
-            _expect(choice, dict, where, "an object {subscribed, frequency?, channels?}")
-            _no_unknown(choice, {"subscribed", "frequency", "channels"}, where)
-            if "subscribed" not in choice:
-                raise invalid(f"{where}/subscribed", f"topics.{slug}.subscribed is required.")
-            subscribed = _expect(choice["subscribed"], bool, f"{where}/subscribed", "a boolean")
-            frequency = choice.get("frequency")
-            if frequency is not None:
-                _expect(frequency, str, f"{where}/frequency", "a string")
-            channels = choice.get("channels")
-            if channels is not None:
-                channels = tuple(_parse_channels(channels, f"{where}/channels"))
-            topics[slug] = TopicChoice(subscribed=subscribed, frequency=frequency,
-                                       channels=channels)
-    phone = KEEP
-    if "phone" in body:
-        phone = body["phone"]
-        if phone is not None:
-            _expect(phone, str, "/phone", "a string in international format (+...) or null")
-            try:
-                phone = normalise_phone(phone)
-            except InvalidPhone as exc:
-                raise invalid("/phone", f"phone is not a valid number in international "
-                                        f"format (+ and the country code): {exc}") from exc
-    paused_until = KEEP
-    if "paused_until" in body:
-        paused_until = _parse_moment(body["paused_until"], "/paused_until")
-    return SubscriberInput(email=email, locale=locale, role=role, topics=topics,
-                           unsubscribed_all=unsubscribed_all, phone=phone,
-                           paused_until=paused_until)
-
-
-def _parse_channels(value, pointer: str) -> list[str]:
-    _expect(value, list, pointer, f"an array of channels ({', '.join(CHANNELS)})")
-    for i, channel in enumerate(value):
-        _expect(channel, str, f"{pointer}/{i}", "a string")
-        if channel not in CHANNELS:
-            raise invalid(f"{pointer}/{i}",
-                          f"Unknown channel {channel!r}; channels: {', '.join(CHANNELS)}.")
-    if len(set(value)) != len(value):
-        raise invalid(pointer, "channels must not repeat a channel.")
-    return value
-
-
-def _parse_moment(value, pointer: str) -> dt.datetime | None:
-    """An RFC 3339 date-time with an offset (or null), to the second, in UTC."""
-    if value is None:
-        return None
-    _expect(value, str, pointer, "an RFC 3339 date-time (2026-12-31T09:00:00Z) or null")
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None or "T" not in value.upper():
-        raise invalid(pointer, f"{pointer[1:]} must be an RFC 3339 date-time with a time "
-                               f"zone, such as 2026-12-31T09:00:00Z; got {value!r}.")
-    return moment.astimezone(dt.UTC).replace(microsecond=0)
 
 
 def _check_topics(choices: dict[str, TopicChoice], allowed: dict[str, Topic], *,
@@ -241,9 +108,12 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
                       now: dt.datetime) -> tuple[Subscriber, bool, list[Event]]:
     """Create or update the subscriber ``external_id``: ``(subscriber, created, events)``.
 
-    Everything is validated before anything changes; an update that changes
-    nothing writes no event.
+    ``data`` comes from a request that passed its schema (:class:`app.api.schemas.
+    SubscriberInput`, through :func:`app.api.schemas.to_input`); the rules that need the
+    database are checked here, all before anything changes (a 422 or 409
+    :class:`ApiProblem`); an update that changes nothing writes no event.
     """
+    topics = data.topics or {}
     subscriber = by_external_id(session, external_id, for_update=True)
     email = None
     if data.email is not None:
@@ -254,7 +124,7 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
     role = _role(session, data.role) if data.role is not None else None
     allowed = marketing_topics(session)
     current_phone = subscriber.phone if subscriber is not None else None
-    _check_topics(data.topics, allowed,
+    _check_topics(topics, allowed,
                   has_phone=(current_phone if data.phone is KEEP else data.phone) is not None)
     if isinstance(data.paused_until, dt.datetime) and data.paused_until <= now and (
         subscriber is None or data.paused_until != subscriber.paused_until
@@ -300,54 +170,17 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
                                  f"The address {email} was just taken by a concurrent "
                                  "request.") from exc
         else:
-            events += change(session, subscriber, context=context, topics=data.topics,
+            events += change(session, subscriber, context=context, topics=topics,
                              allowed=allowed, unsubscribed_all=unsubscribed_all,
                              phone=data.phone, paused_until=data.paused_until)
             return subscriber, True, events
-    events = change(session, subscriber, context=context, topics=data.topics, allowed=allowed,
+    events = change(session, subscriber, context=context, topics=topics, allowed=allowed,
                     unsubscribed_all=unsubscribed_all, locale=data.locale, role=role,
                     email=email, phone=data.phone, paused_until=data.paused_until)
     return subscriber, False, events
 
 
 # --- links -----------------------------------------------------------------------
-
-
-def parse_link_request(item, pointer: str, *, locales: list[str]) -> LinkRequest:
-    _expect(item, dict, pointer or "/", "an object {external_id, topic?, campaign?, locale?}")
-    _no_unknown(item, {"external_id", "topic", "campaign", "locale"}, pointer)
-    if "external_id" not in item:
-        raise invalid(f"{pointer}/external_id", "external_id is required.")
-    external_id = _expect(item["external_id"], str, f"{pointer}/external_id", "a string")
-    values = {}
-    for name in ("topic", "campaign", "locale"):
-        value = item.get(name)
-        if value is not None:
-            _expect(value, str, f"{pointer}/{name}", "a string")
-        values[name] = value or None
-    too_long = campaign_error(values["campaign"])
-    if too_long:
-        raise invalid(f"{pointer}/campaign", too_long)
-    if values["locale"] and values["locale"] not in locales:
-        raise invalid(f"{pointer}/locale",
-                      f"Unknown locale {values['locale']!r}; supported: {', '.join(locales)}.")
-    return LinkRequest(external_id, values["topic"], values["campaign"], values["locale"])
-
-
-def parse_link_body(body: dict, *, locales: list[str]) -> tuple[list[LinkRequest], bool]:
-    """``(requests, bulk)`` from ``{external_id, ...}`` or ``{items: [...]}``."""
-    if "items" not in body:
-        return [parse_link_request(body, "", locales=locales)], False
-    _no_unknown(body, {"items"})
-    items = _expect(body["items"], list, "/items", "an array")
-    if not items:
-        raise invalid("/items", "items must hold at least one link request.")
-    if len(items) > MAX_LINK_ITEMS:
-        raise ApiProblem(413, "Content Too Large",
-                         f"At most {MAX_LINK_ITEMS} items per request; got {len(items)}. "
-                         "Split the batch, or use `prefcenter links mint` for whole sends.")
-    return [parse_link_request(item, f"/items/{i}", locales=locales)
-            for i, item in enumerate(items)], True
 
 
 def mint_links(session: Session, app, requests: list[LinkRequest]) -> list[dict]:
@@ -444,28 +277,7 @@ def recipient_lines(session: Session, topic_id: int, frequency: str | None, *,
         after = rows[-1].id
 
 
-def parse_send(body: dict) -> tuple[str, str]:
-    """``{"campaign", "channel"?}`` -> ``(campaign, channel)``; 422 naming the bad member."""
-    _no_unknown(body, {"campaign", "channel"})
-    if "campaign" not in body:
-        raise invalid("/campaign", "campaign is required: it makes a retried send return the "
-                                   "same recipients.")
-    campaign = _expect(body["campaign"], str, "/campaign", "a string")
-    if not campaign.strip():
-        raise invalid("/campaign", "campaign must not be empty.")
-    if len(campaign) > MAX_CAMPAIGN:
-        raise invalid("/campaign", f"campaign must be at most {MAX_CAMPAIGN} characters.")
-    channel = body.get("channel", "email")
-    _expect(channel, str, "/channel", "a string")
-    if channel not in CHANNELS:
-        raise invalid("/channel", f"Unknown channel {channel!r}; one of: {', '.join(CHANNELS)}.")
-    return campaign, channel
-
-
 # --- events feed -----------------------------------------------------------------
-
-
-CURSOR_PATTERN = r"^[0-9]{1,18}(\.[0-9]{1,18})?$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,15 +304,6 @@ def parse_cursor(raw: str | None) -> Cursor:
         raise ApiProblem(400, "Bad Request",
                          f"Bad cursor {raw!r}: pass the next_cursor of an earlier answer.")
     return Cursor(int(position), int(event_id)) if dot else Cursor(None, int(position))
-
-
-def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return EVENTS_DEFAULT_LIMIT
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= EVENTS_MAX_LIMIT:
-        raise ApiProblem(400, "Bad Request",
-                         f"limit must be an integer from 1 to {EVENTS_MAX_LIMIT}; got {raw!r}.")
-    return int(raw)
 
 
 def event_view(event: Event, external_id: str | None) -> dict:
@@ -571,3 +374,44 @@ def events_page(session: Session, after: Cursor, limit: int) -> dict:
     last = Cursor(page[-1].position, page[-1].id) if page else after
     return {"events": [found[row.id] for row in page], "next_cursor": str(last),
             "has_more": has_more}
+
+
+# --- batch upsert ----------------------------------------------------------------
+
+
+def upsert_batch(session: Session, items, *, context: Context, default_role: str | None,
+                 default_locale: str, locales: list[str]) -> list[dict]:
+    """Upsert each item by :func:`upsert_subscriber`'s rules; one result per item, in order.
+
+    Items are independent: one refused (409, 422) changes nothing of its own and leaves
+    the others be. The whole batch commits once at the end (a failure of the database
+    itself rolls everything back and raises).
+    """
+    results = []
+    try:
+        for item in items:
+            try:
+                with session.begin_nested():
+                    _subscriber, created, _events = upsert_subscriber(
+                        session, item.external_id, item, context=context,
+                        default_role=default_role, default_locale=default_locale,
+                        locales=locales)
+            except ApiProblem as exc:
+                result = {"external_id": item.external_id, "status": exc.status,
+                          "detail": exc.detail}
+                if exc.status == 422:
+                    result["errors"] = exc.extra.get("errors") or [
+                        {"pointer": "", "detail": exc.detail}]
+                results.append(result)
+            except IntegrityError:
+                results.append({"external_id": item.external_id, "status": 409,
+                                "detail": "A concurrent request changed this subscriber or "
+                                          "its address; retry the item."})
+            else:
+                results.append({"external_id": item.external_id,
+                                "status": 201 if created else 200})
+    except Exception:
+        session.rollback()
+        raise
+    session.commit()
+    return results

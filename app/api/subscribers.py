@@ -1,36 +1,55 @@
-"""``/api/v1/subscribers/<external_id>``: upsert, read, erase."""
+"""``/api/v1/subscribers``: upsert one or a batch, read, erase."""
 
 from __future__ import annotations
 
 from flask import current_app, jsonify, url_for
 from sqlalchemy.exc import IntegrityError
 
-from app import clock
-from app.api.auth import require_api_key
-from app.api.services import ApiProblem, check_external_id, parse_subscriber, upsert_subscriber
-from app.api.views import actor, bp, json_body
+from app.api.errors import ApiProblem
+from app.api.schema import Response, operation
+from app.api.schemas import (
+    MAX_BATCH_ITEMS,
+    Subscriber,
+    SubscriberBatch,
+    SubscriberBatchAnswer,
+    SubscriberInput,
+    SubscriberPath,
+)
+from app.api.services import upsert_batch, upsert_subscriber
+from app.api.views import actor, bp
 from app.db import get_session
 from app.subscribers.services import Context, by_external_id, erase, snapshot
 
+TAGS = ["subscribers"]
+# A full batch of 10,000 subscribers with a few topics each; Werkzeug answers 413 above.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+
 
 def _found(session, external_id: str, *, for_update: bool = False):
-    subscriber = by_external_id(session, check_external_id(external_id), for_update=for_update)
+    subscriber = by_external_id(session, external_id, for_update=for_update)
     if subscriber is None:
         raise ApiProblem(404, "Not Found", f"No subscriber with external_id {external_id!r}.")
     return subscriber
 
 
-@bp.put("/subscribers/<path:external_id>")
-@require_api_key
-def put_subscriber(external_id: str):
-    check_external_id(external_id)
-    data = parse_subscriber(json_body(), locales=current_app.config["SUPPORTED_LOCALES"])
+def _upsert_settings() -> dict:
+    config = current_app.config
+    return {"default_role": config["DEFAULT_ROLE"], "default_locale": config["DEFAULT_LOCALE"],
+            "locales": config["SUPPORTED_LOCALES"]}
+
+
+@operation(bp, "/subscribers/<path:external_id>", "PUT", operation_id="upsertSubscriber",
+           summary="Create or update a subscriber", tags=TAGS, path=SubscriberPath,
+           body=SubscriberInput, problems=(409,),
+           responses={200: Response("Updated (or unchanged)", Subscriber),
+                      201: Response("Created", Subscriber)})
+def put_subscriber(path: SubscriberPath, body: SubscriberInput):
+    external_id = path.external_id
     session = get_session(write=True)
     try:
         subscriber, created, _events = upsert_subscriber(
-            session, external_id, data, context=Context(source="api", actor=actor()),
-            default_role=current_app.config["DEFAULT_ROLE"],
-            default_locale=current_app.config["DEFAULT_LOCALE"], now=clock.now())
+            session, external_id, body, context=Context(source="api", actor=actor()),
+            **_upsert_settings())
     except IntegrityError as exc:
         session.rollback()
         raise ApiProblem(409, "Conflict", "A concurrent request changed this subscriber or "
@@ -46,18 +65,35 @@ def put_subscriber(external_id: str):
     return response
 
 
-@bp.get("/subscribers/<path:external_id>")
-@require_api_key
-def get_subscriber(external_id: str):
-    return jsonify(snapshot(_found(get_session(), external_id)))
+@operation(bp, "/subscribers/batch", "POST", operation_id="upsertSubscribers",
+           summary=f"Create or update up to {MAX_BATCH_ITEMS:,} subscribers", tags=TAGS,
+           description="Each item is a PUT body with its `external_id`, upserted by the "
+                       "same rules; the answer holds one result per item, in order. Events "
+                       "carry `source: import`. A body that breaks the schema is refused "
+                       "whole (422); the rules that need the database answer per item.",
+           body=SubscriberBatch, max_body=MAX_BATCH_BYTES,
+           responses={200: Response("One result per item, in order", SubscriberBatchAnswer)})
+def post_batch(body: SubscriberBatch):
+    results = upsert_batch(get_session(write=True), body.items,
+                           context=Context(source="import", actor=actor()),
+                           **_upsert_settings())
+    return {"items": results}
 
 
-@bp.delete("/subscribers/<path:external_id>")
-@require_api_key
-def delete_subscriber(external_id: str):
+@operation(bp, "/subscribers/<path:external_id>", "GET", operation_id="getSubscriber",
+           summary="Read a subscriber", tags=TAGS, path=SubscriberPath, problems=(404,),
+           responses={200: Response("The subscriber", Subscriber)})
+def get_subscriber(path: SubscriberPath):
+    return jsonify(snapshot(_found(get_session(), path.external_id)))
+
+
+@operation(bp, "/subscribers/<path:external_id>", "DELETE", operation_id="eraseSubscriber",
+           summary="Erase personal data; the address stays suppressed", tags=TAGS,
+           path=SubscriberPath, problems=(404,), responses={204: Response("Erased")})
+def delete_subscriber(path: SubscriberPath):
     session = get_session(write=True)
     try:
-        subscriber = _found(session, external_id, for_update=True)
+        subscriber = _found(session, path.external_id, for_update=True)
         erase(session, subscriber, context=Context(source="api", actor=actor()))
     except Exception:
         session.rollback()

@@ -2,65 +2,45 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from flask import Response as FlaskResponse
+from flask import jsonify, stream_with_context
 
-from flask import Response, current_app, jsonify, request, stream_with_context
-
-from app import clock
-from app.api.auth import require_api_key
-from app.api.services import (
-    ApiProblem,
-    list_roles,
-    list_topics,
-    parse_send,
-    recipient_lines,
-    recipients_topic,
+from app.api.schema import Response, operation
+from app.api.schemas import (
+    Recipient,
+    RecipientsPath,
+    RecipientsQuery,
+    RoleList,
+    TopicList,
 )
-from app.api.views import bp, json_body
+from app.api.services import list_roles, list_topics, recipient_lines, recipients_topic
+from app.api.views import bp
 from app.db import get_session
-from app.sends.services import due_send_lines
-from app.topics.models import CHANNELS
+
+TAGS = ["catalogue"]
 
 
-@bp.get("/topics")
-@require_api_key
+@operation(bp, "/topics", "GET", operation_id="listTopics", summary="Every topic", tags=TAGS,
+           responses={200: Response("Topics", TopicList)})
 def get_topics():
     return jsonify(topics=list_topics(get_session()))
 
 
-@bp.get("/roles")
-@require_api_key
+@operation(bp, "/roles", "GET", operation_id="listRoles", summary="Every role and its topics",
+           tags=TAGS, responses={200: Response("Roles", RoleList)})
 def get_roles():
     return jsonify(roles=list_roles(get_session()))
 
 
-@bp.get("/topics/<slug>/recipients")
-@require_api_key
-def get_recipients(slug: str):
+@operation(bp, "/topics/<slug>/recipients", "GET", operation_id="exportRecipients",
+           summary="Who may be mailed this topic now, streamed as NDJSON", tags=TAGS,
+           path=RecipientsPath, query=RecipientsQuery, problems=(404,),
+           responses={200: Response("One Recipient per line", Recipient,
+                                    media_type="application/x-ndjson")})
+def get_recipients(path: RecipientsPath, query: RecipientsQuery):
     session = get_session()
-    frequency = request.args.get("frequency") or None
-    channel = request.args.get("channel") or "email"
-    if channel not in CHANNELS:
-        raise ApiProblem(400, "Bad Request",
-                         f"Unknown channel {channel!r}; one of: {', '.join(CHANNELS)}.")
-    topic = recipients_topic(session, slug, frequency, channel)
-    lines = recipient_lines(session, topic.id, frequency, channel=channel, now=clock.now())
-    return _ndjson(lines)
-
-
-@bp.post("/topics/<slug>/sends")
-@require_api_key
-def post_send(slug: str):
-    """Stream who is due the topic on the channel now, recording each batch as sent."""
-    campaign, channel = parse_send(json_body())
-    session = get_session()
-    topic = recipients_topic(session, slug, None, channel)
-    lines = due_send_lines(session, topic.id, channel, campaign, now=clock.now(),
-                           grace=dt.timedelta(seconds=current_app.config["SEND_GRACE"]))
-    return _ndjson(lines)
-
-
-def _ndjson(lines):
-    response = Response(stream_with_context(lines), mimetype="application/x-ndjson")
+    topic = recipients_topic(session, path.slug, query.frequency)
+    lines = recipient_lines(session, topic.id, query.frequency)
+    response = FlaskResponse(stream_with_context(lines), mimetype="application/x-ndjson")
     response.headers["Cache-Control"] = "no-store"
     return response

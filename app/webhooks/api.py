@@ -1,20 +1,39 @@
-"""``/api/v1/webhook-endpoints``: manage CRM endpoints over the API (thin views)."""
+"""``/api/v1/webhook-endpoints``: manage CRM endpoints over the API (thin views).
+
+Each route is declared once with :func:`app.api.schema.operation`: its models validate
+the request and document it in openapi.json.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 from app import csrf
-from app.api.auth import require_api_key
-from app.api.services import ApiProblem
+from app.api.errors import ApiProblem
+from app.api.schema import Response, operation
 from app.db import get_session
 from app.errors import problem
 from app.limits import api_limit, limiter
+from app.webhooks.schemas import (
+    DeliveriesQuery,
+    EndpointPath,
+    WebhookDeliveryList,
+    WebhookEndpoint,
+    WebhookEndpointCreated,
+    WebhookEndpointInput,
+    WebhookEndpointList,
+    WebhookEndpointPatch,
+    WebhookReplay,
+    WebhookReplayed,
+    WebhookRotate,
+    WebhookTestResult,
+)
 from app.webhooks.services import (
-    DELIVERY_FILTERS,
     NotReplayable,
+    UnknownEventType,
+    UnknownSource,
     WebhookError,
     create_endpoint,
     delete_endpoint,
@@ -36,6 +55,7 @@ from app.webhooks.services import (
 bp = Blueprint("webhooks_api", __name__)
 csrf.exempt(bp)
 limiter.limit(api_limit)(bp)
+TAGS = ["webhooks"]
 
 
 @bp.errorhandler(ApiProblem)
@@ -43,16 +63,13 @@ def _api_problem(exc: ApiProblem):
     return problem(exc.status, exc.title, exc.detail, **exc.extra)
 
 
-def _invalid(detail: str):
-    return problem(422, "Unprocessable Content", detail)
-
-
-def _body() -> dict:
-    """The request's JSON object, or a 400 problem."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ApiProblem(400, "Bad Request", "The body must be a JSON object.")
-    return data
+def _refused(exc: WebhookError) -> ApiProblem:
+    """A rule of the webhook services broken: 422 naming the member."""
+    member = {UnknownEventType: "/events", UnknownSource: "/sources"}.get(type(exc), "/url")
+    if "until" in str(exc):
+        member = "/until"
+    return ApiProblem(422, "Unprocessable Content", str(exc),
+                      errors=[{"pointer": member, "detail": str(exc)}])
 
 
 def _endpoint(session, endpoint_id: str):
@@ -63,151 +80,147 @@ def _endpoint(session, endpoint_id: str):
     return endpoint
 
 
-def _when(value, name: str) -> dt.datetime:
-    if not isinstance(value, str):
-        raise WebhookError(f"{name} must be an ISO 8601 timestamp")
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise WebhookError(f"{name} is not an ISO 8601 timestamp: {value!r}") from exc
+def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-@bp.post("/webhook-endpoints")
-@require_api_key
-def create():
-    data = _body()
+@operation(bp, "/webhook-endpoints", "POST", operation_id="createWebhookEndpoint",
+           summary="Register a webhook endpoint; its secret is shown once", tags=TAGS,
+           body=WebhookEndpointInput,
+           responses={201: Response("Registered", WebhookEndpointCreated)})
+def create(body: WebhookEndpointInput):
     session = get_session(write=True)
     try:
-        endpoint, secret = create_endpoint(session, data.get("url"), events=data.get("events"),
-                                           description=str(data.get("description") or ""))
+        endpoint, secret = create_endpoint(session, body.url, events=body.events,
+                                           sources=body.sources,
+                                           description=body.description or "")
     except WebhookError as exc:
-        return _invalid(str(exc))
+        session.rollback()
+        raise _refused(exc) from exc
     session.commit()
     return {**describe_endpoint(endpoint), "secret": secret}, 201
 
 
-@bp.get("/webhook-endpoints")
-@require_api_key
+@operation(bp, "/webhook-endpoints", "GET", operation_id="listWebhookEndpoints",
+           summary="Every webhook endpoint (never its secrets)", tags=TAGS,
+           responses={200: Response("Endpoints", WebhookEndpointList)})
 def index():
     return {"endpoints": [describe_endpoint(e) for e in list_endpoints(get_session())]}
 
 
-@bp.get("/webhook-endpoints/<endpoint_id>")
-@require_api_key
-def show(endpoint_id: str):
-    return describe_endpoint(_endpoint(get_session(), endpoint_id))
+@operation(bp, "/webhook-endpoints/<endpoint_id>", "GET", operation_id="getWebhookEndpoint",
+           summary="One webhook endpoint", tags=TAGS, path=EndpointPath, problems=(404,),
+           responses={200: Response("The endpoint", WebhookEndpoint)})
+def show(path: EndpointPath):
+    return describe_endpoint(_endpoint(get_session(), path.endpoint_id))
 
 
-@bp.patch("/webhook-endpoints/<endpoint_id>")
-@require_api_key
-def patch(endpoint_id: str):
-    data = _body()
+@operation(bp, "/webhook-endpoints/<endpoint_id>", "PATCH",
+           operation_id="updateWebhookEndpoint",
+           summary="Change url, events, sources, description, or enable/disable", tags=TAGS,
+           path=EndpointPath, body=WebhookEndpointPatch, problems=(404,),
+           responses={200: Response("Updated", WebhookEndpoint)})
+def patch(path: EndpointPath, body: WebhookEndpointPatch):
     session = get_session(write=True)
-    endpoint = _endpoint(session, endpoint_id)
-    enabled = data.get("enabled")
-    if enabled is not None and not isinstance(enabled, bool):
-        return _invalid("enabled must be true or false")
+    endpoint = _endpoint(session, path.endpoint_id)
     try:
-        update_endpoint(session, endpoint, url=data.get("url"), events=data.get("events"),
-                        description=data.get("description"))
+        update_endpoint(session, endpoint, url=body.url, events=body.events,
+                        sources=body.sources, description=body.description)
     except WebhookError as exc:
-        return _invalid(str(exc))
-    if enabled is True and not endpoint.enabled:
+        session.rollback()
+        raise _refused(exc) from exc
+    if body.enabled is True and not endpoint.enabled:
         enable_endpoint(session, endpoint)
-    elif enabled is False and endpoint.enabled:
+    elif body.enabled is False and endpoint.enabled:
         disable_endpoint(session, endpoint, "Disabled through the API.")
     session.commit()
     return describe_endpoint(endpoint)
 
 
-@bp.delete("/webhook-endpoints/<endpoint_id>")
-@require_api_key
-def delete(endpoint_id: str):
+@operation(bp, "/webhook-endpoints/<endpoint_id>", "DELETE",
+           operation_id="deleteWebhookEndpoint", tags=TAGS,
+           summary="Remove an endpoint and its pending deliveries", path=EndpointPath,
+           problems=(404,), responses={204: Response("Deleted")})
+def delete(path: EndpointPath):
     session = get_session(write=True)
-    endpoint = _endpoint(session, endpoint_id)
+    endpoint = _endpoint(session, path.endpoint_id)
     delete_endpoint(session, endpoint)
     session.commit()
     return "", 204
 
 
-@bp.get("/webhook-endpoints/<endpoint_id>/deliveries")
-@require_api_key
-def deliveries(endpoint_id: str):
+@operation(bp, "/webhook-endpoints/<endpoint_id>/deliveries", "GET",
+           operation_id="listWebhookDeliveries", tags=TAGS,
+           summary="Deliveries of an endpoint, newest first", path=EndpointPath,
+           query=DeliveriesQuery, problems=(404,),
+           responses={200: Response("Deliveries", WebhookDeliveryList)})
+def deliveries(path: EndpointPath, query: DeliveriesQuery):
     session = get_session()
-    endpoint = _endpoint(session, endpoint_id)
-    status = request.args.get("status") or None
-    if status is not None and status not in DELIVERY_FILTERS:
-        return _invalid(f"status must be one of {', '.join(DELIVERY_FILTERS)}")
-    try:
-        limit = int(request.args.get("limit", 100))
-        before = request.args.get("before")
-        before_id = int(before) if before else None
-    except ValueError:
-        return _invalid("limit and before must be integers")
-    if not 1 <= limit <= 1000:
-        return _invalid("limit must be between 1 and 1000")
-    found = list_deliveries(session, endpoint_id=endpoint.id, status=status,
-                            before_id=before_id, limit=limit)
+    endpoint = _endpoint(session, path.endpoint_id)
+    found = list_deliveries(session, endpoint_id=endpoint.id, status=query.status,
+                            before_id=query.before, limit=query.limit)
     body = {"deliveries": [describe_delivery(session, d) for d in found]}
-    if len(found) == limit:
+    if len(found) == query.limit:
         body["next_before"] = found[-1].id
     return body
 
 
-@bp.post("/webhook-endpoints/<endpoint_id>/replay")
-@require_api_key
-def replay(endpoint_id: str):
-    data = _body()
+@operation(bp, "/webhook-endpoints/<endpoint_id>/replay", "POST",
+           operation_id="replayWebhookDeliveries", tags=TAGS,
+           summary="Send one delivery, or every event of a time range, again",
+           path=EndpointPath, body=WebhookReplay, problems=(404, 409),
+           responses={202: Response("Queued", WebhookReplayed)})
+def replay(path: EndpointPath, body: WebhookReplay):
     session = get_session(write=True)
-    endpoint = _endpoint(session, endpoint_id)
+    endpoint = _endpoint(session, path.endpoint_id)
     try:
-        if "delivery_id" in data:
-            delivery_id = data["delivery_id"]
-            if not isinstance(delivery_id, int) or isinstance(delivery_id, bool):
-                return _invalid("delivery_id must be an integer")
-            delivery = get_delivery(session, delivery_id, endpoint.id)
+        if body.delivery_id is not None:
+            delivery = get_delivery(session, body.delivery_id, endpoint.id)
             if delivery is None:
-                return problem(404, "Not Found",
-                               f"No delivery {delivery_id} for endpoint {endpoint.id!r}.")
+                raise ApiProblem(404, "Not Found", f"No delivery {body.delivery_id} for "
+                                                   f"endpoint {endpoint.id!r}.")
             queued = [replay_delivery(session, delivery).id]
             count = 1
-        elif "since" in data and "until" in data:
-            count = replay_range(session, endpoint, _when(data["since"], "since"),
-                                 _when(data["until"], "until"))
+        elif body.since is not None and body.until is not None:
+            count = replay_range(session, endpoint, _utc(body.since), _utc(body.until))
             queued = None
         else:
-            return _invalid("give either delivery_id or both since and until")
+            detail = "give either delivery_id or both since and until"
+            raise ApiProblem(422, "Unprocessable Content", detail,
+                             errors=[{"pointer": "", "detail": detail}])
     except NotReplayable as exc:
-        return problem(409, "Conflict", str(exc))
+        session.rollback()
+        raise ApiProblem(409, "Conflict", str(exc)) from exc
     except WebhookError as exc:
-        return _invalid(str(exc))
+        session.rollback()
+        raise _refused(exc) from exc
     session.commit()
-    body = {"replayed": count, "endpoint_enabled": endpoint.enabled}
+    answer = {"replayed": count, "endpoint_enabled": endpoint.enabled}
     if queued is not None:
-        body["deliveries"] = queued
-    return body, 202
+        answer["deliveries"] = queued
+    return answer, 202
 
 
-@bp.post("/webhook-endpoints/<endpoint_id>/rotate-secret")
-@require_api_key
-def rotate(endpoint_id: str):
-    data = _body() if request.get_data() else {}
-    overlap = data.get("overlap_seconds")
-    if overlap is not None and (not isinstance(overlap, int) or isinstance(overlap, bool)
-                                or overlap < 0):
-        return _invalid("overlap_seconds must be a non-negative integer")
+@operation(bp, "/webhook-endpoints/<endpoint_id>/rotate-secret", "POST",
+           operation_id="rotateWebhookSecret", tags=TAGS,
+           summary="A new signing secret, shown once; the old one overlaps a while",
+           path=EndpointPath, body=WebhookRotate, body_required=False, problems=(404,),
+           responses={200: Response("Rotated", WebhookEndpointCreated)})
+def rotate(path: EndpointPath, body: WebhookRotate):
     session = get_session(write=True)
-    endpoint = _endpoint(session, endpoint_id)
-    secret = rotate_secret(session, endpoint, overlap=overlap)
+    endpoint = _endpoint(session, path.endpoint_id)
+    secret = rotate_secret(session, endpoint, overlap=body.overlap_seconds)
     session.commit()
     return {**describe_endpoint(endpoint), "secret": secret}
 
 
-@bp.post("/webhook-endpoints/<endpoint_id>/test")
-@require_api_key
-def test(endpoint_id: str):
+@operation(bp, "/webhook-endpoints/<endpoint_id>/test", "POST",
+           operation_id="testWebhookEndpoint", tags=TAGS,
+           summary="Send a signed webhook.test event now and report the answer",
+           path=EndpointPath, problems=(404,),
+           responses={200: Response("The attempt", WebhookTestResult)})
+def test(path: EndpointPath):
     session = get_session()
-    endpoint = _endpoint(session, endpoint_id)
+    endpoint = _endpoint(session, path.endpoint_id)
     result = send_test_event(session, endpoint)
     return {"ok": result.ok, "status_code": result.status_code, "error": result.error}

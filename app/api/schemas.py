@@ -1,0 +1,241 @@
+"""The /api/v1 models: what requests may hold (validated) and what answers hold (documented).
+
+One model per shape; a field added here is validated and documented at once. The rules
+that need the database (which topics and roles exist, an address's syntax and
+suppression, uniqueness) stay in the services and answer a 422 or 409 problem of the
+same shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from app.api.schema import MAX_INT, Input, Output, PositiveInt, Query
+from app.events.models import EVENT_TYPES, SOURCES
+from app.links.minting import MAX_CAMPAIGN_BYTES, campaign_error
+from app.topics.models import FREQUENCIES, KINDS
+
+MAX_EXTERNAL_ID = 255
+MAX_LINK_ITEMS = 1000
+MAX_BATCH_ITEMS = 10_000
+EVENTS_DEFAULT_LIMIT = 100
+EVENTS_MAX_LIMIT = 1000
+CURSOR_PATTERN = r"^[0-9]{1,18}(\.[0-9]{1,18})?$"
+
+Frequency = Literal[FREQUENCIES]  # type: ignore[valid-type]
+Source = Literal[SOURCES]  # type: ignore[valid-type]
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXTERNAL_ID),
+                       AfterValidator(_not_blank),
+                       Field(description="the CRM's id of the subscriber")]
+Slug = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=254),
+                  Field(description="an address (syntax checked with email-validator)")]
+Locale = Annotated[str, StringConstraints(min_length=2, max_length=16),
+                   Field(description="one of the supported locales (en, ar, ru, ms)")]
+
+
+# --- subscribers -----------------------------------------------------------------------
+
+
+class TopicChoice(Input):
+    subscribed: bool
+    frequency: Frequency | None = Field(default=None, description="one the topic offers")
+
+
+class SubscriberInput(Input):
+    """email is required when creating. A suppressed (erased) address always stays
+    unsubscribed_all."""
+
+    email: Email | None = None
+    locale: Locale | None = None
+    role: Slug | None = Field(default=None,
+                              description="default: the configured default role")
+    topics: dict[Slug, TopicChoice] | None = Field(
+        default=None, description="marketing topics by slug; others keep their state")
+    unsubscribed_all: bool | None = Field(default=None,
+                                          description="push a master unsubscribe")
+
+
+class SubscriberBatchItem(SubscriberInput):
+    """One subscriber of a batch: the PUT body and its external_id."""
+
+    external_id: ExternalId
+
+
+class SubscriberBatch(Input):
+    items: list[SubscriberBatchItem] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class SubscriberPath(Query):
+    external_id: ExternalId
+
+
+class TopicState(Output):
+    subscribed: bool
+    frequency: Frequency
+
+
+class Subscriber(Output):
+    external_id: str | None
+    email: str | None
+    locale: str | None
+    role: str | None
+    unsubscribed_all: bool
+    topics: dict[str, TopicState]
+    version: int = Field(ge=1, le=MAX_INT,
+                         description="bumped once per change; drop older versions")
+    updated_at: dt.datetime
+
+
+class SubscriberBatchResult(Output):
+    external_id: str
+    status: Literal[200, 201, 409, 422] = Field(
+        description="201 created, 200 updated (or unchanged), 409 conflict, 422 refused")
+    detail: str | None = Field(default=None, description="why, for a 409 or a 422")
+    errors: list[dict[str, str]] | None = Field(
+        default=None, description="for a 422: [{pointer, detail}], pointers into the item")
+
+
+class SubscriberBatchAnswer(Output):
+    items: list[SubscriberBatchResult]
+
+
+# --- links -----------------------------------------------------------------------------
+
+
+def _campaign(value: str) -> str:
+    too_long = campaign_error(value)
+    if too_long:
+        raise ValueError(too_long)
+    return value
+
+
+# Bytes, not characters: JSON Schema can only say "at most 100 characters" too.
+Campaign = Annotated[str, AfterValidator(_campaign),
+                     Field(json_schema_extra={"maxLength": MAX_CAMPAIGN_BYTES},
+                           description=f"at most {MAX_CAMPAIGN_BYTES} bytes of UTF-8")]
+
+
+class LinkRequest(Input):
+    external_id: ExternalId
+    topic: Slug | None = Field(default=None, description="a marketing topic slug")
+    campaign: Campaign | None = None
+    locale: Locale | None = None
+
+
+class LinkBatchRequest(Input):
+    items: list[LinkRequest] = Field(min_length=1, max_length=MAX_LINK_ITEMS)
+
+
+class LinkHeaders(Output):
+    List_Unsubscribe: str = Field(alias="List-Unsubscribe", pattern=r"^<https?://[^>]+>$")
+    List_Unsubscribe_Post: Literal["List-Unsubscribe=One-Click"] = Field(
+        alias="List-Unsubscribe-Post")
+
+
+class Links(Output):
+    preferences_url: str
+    unsubscribe_url: str
+    headers: LinkHeaders
+
+
+class LinkItem(Links):
+    external_id: str
+
+
+class LinkError(Output):
+    status: int = Field(ge=400, le=499)
+    detail: str
+
+
+class LinkItemError(Output):
+    external_id: str
+    error: LinkError
+
+
+class LinkBatch(Output):
+    items: list[LinkItem | LinkItemError]
+
+
+# --- catalogue, recipients, events --------------------------------------------------------
+
+
+class Topic(Output):
+    slug: str
+    kind: Literal[KINDS]  # type: ignore[valid-type]
+    frequencies: list[Frequency]
+    default_frequency: Frequency
+    names: dict[str, str]
+    archived: bool
+
+
+class TopicList(Output):
+    topics: list[Topic]
+
+
+class Role(Output):
+    slug: str
+    names: dict[str, str]
+    topics: list[str]
+
+
+class RoleList(Output):
+    roles: list[Role]
+
+
+class RecipientsPath(Query):
+    slug: Slug
+
+
+class RecipientsQuery(Query):
+    frequency: Frequency | None = None
+
+
+class Recipient(Output):
+    """One line of the NDJSON export."""
+
+    external_id: str | None
+    email: str
+    locale: str | None
+    frequency: Frequency
+
+
+class EventsQuery(Query):
+    after: Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] | None = Field(
+        default=None, description="the next_cursor of an earlier page; opaque")
+    limit: int = Field(default=EVENTS_DEFAULT_LIMIT, ge=1, le=EVENTS_MAX_LIMIT)
+
+
+class Event(Output):
+    id: int = Field(ge=1, le=MAX_INT)
+    type: str
+    action: str
+    topic: str | None
+    before: Any
+    after: Any
+    source: str
+    campaign: str | None
+    version: int
+    created_at: dt.datetime
+    subscriber: str | None = Field(description="the subscriber's external_id")
+
+
+class EventPage(Output):
+    events: list[Event]
+    next_cursor: str = Field(description="pass as ?after= to read on; opaque")
+    has_more: bool
+
+
+__all__ = ["MAX_INT", "EventType", "PositiveInt", "Source"]
