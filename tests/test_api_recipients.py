@@ -86,7 +86,7 @@ def test_recipients_problems(client, catalogue, headers):
     bad = client.get("/api/v1/topics/offers/recipients?frequency=hourly", headers=headers)
     assert bad.status_code == 400 and "hourly" in bad.get_json()["detail"]
     transactional = client.get("/api/v1/topics/receipts/recipients", headers=headers)
-    assert transactional.status_code == 400
+    assert transactional.status_code == 404
     assert "transactional" in transactional.get_json()["detail"]
     assert client.get("/api/v1/topics/offers/recipients").status_code == 401
 

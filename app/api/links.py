@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from app.api.errors import ApiProblem
 from app.api.schema import Response, operation, validate_body
 from app.api.schemas import LinkBatch, LinkBatchRequest, LinkRequest, Links
-from app.api.services import invalid, mint_links
+from app.api.services import mint_links
 from app.api.views import bp
 from app.db import get_session
 from app.links import minting
@@ -18,10 +18,7 @@ def _ref(model: type[BaseModel]) -> dict:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _request(item: LinkRequest, pointer: str, locales: list[str]) -> minting.LinkRequest:
-    if item.locale and item.locale not in locales:
-        raise invalid(f"{pointer}/locale", f"Unknown locale {item.locale!r}; "
-                                           f"supported: {', '.join(locales)}.")
+def _request(item: LinkRequest) -> minting.LinkRequest:
     return minting.LinkRequest(item.external_id, item.topic or None, item.campaign or None,
                        item.locale or None)
 
@@ -35,12 +32,10 @@ def _request(item: LinkRequest, pointer: str, locales: list[str]) -> minting.Lin
                                                                        LinkBatch))})
 def post_links(body):
     bulk = isinstance(body, dict) and "items" in body
-    locales = current_app.config["SUPPORTED_LOCALES"]
     if bulk:
-        batch = validate_body(LinkBatchRequest, body)
-        requests = [_request(item, f"/items/{i}", locales) for i, item in enumerate(batch.items)]
+        requests = [_request(item) for item in validate_body(LinkBatchRequest, body).items]
     else:
-        requests = [_request(validate_body(LinkRequest, body), "", locales)]
+        requests = [_request(validate_body(LinkRequest, body))]
     results = mint_links(get_session(), current_app, requests)
     if bulk:
         return jsonify(items=results)

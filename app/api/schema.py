@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from flask import Blueprint, Flask, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.json_schema import models_json_schema
 
 from app.api.auth import require_api_key
@@ -30,7 +30,40 @@ from app.api.errors import ApiProblem
 
 # Integers the databases hold (BIGINT); every integer field and parameter is bounded.
 MAX_INT = 2**63 - 1
-PositiveInt = Annotated[int, Field(ge=1, le=MAX_INT)]
+
+
+def _integral(value):
+    """JSON Schema's ``integer`` includes 7.0: take a float without a fraction as an int."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_INT:
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
+PositiveInt = Annotated[Integer, Field(ge=1, le=MAX_INT)]
+
+# Values that depend on the running app (its locales, its catalogue): a model marks the
+# field with :func:`catalogue`; the app checks the value, and :func:`resolve` writes the
+# current list into the document.
+CATALOGUE = "x-prefcenter-catalogue"
+
+
+def catalogue(name: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", CATALOGUE: name})
+
+
+def resolve(node, values: dict[str, list]):
+    """``node`` (a document or part of one) with each catalogue mark replaced by the
+    values it stands for now."""
+    if isinstance(node, list):
+        return [resolve(item, values) for item in node]
+    if not isinstance(node, dict):
+        return node
+    name = node.get(CATALOGUE)
+    if name is not None:
+        known = values[name]
+        return {"type": "string", "enum": list(known)} if known else {"not": {}}
+    return {key: resolve(value, values) for key, value in node.items()}
 
 
 class Input(BaseModel):
@@ -57,6 +90,7 @@ PROBLEM_TEXTS = {
     404: "Not found",
     409: "Conflict with the stored state",
     413: "Body or batch too large",
+    405: "Method not allowed on this path",
     415: "Body is not application/json",
     422: "Well-formed JSON that breaks a rule; `errors` points at each member",
     429: "Rate limited; see Retry-After",
@@ -298,6 +332,14 @@ def _parameters(model: type[BaseModel], where: str, defs: dict) -> list[dict]:
     found = []
     for name, prop in schema["properties"].items():
         prop = dict(prop)
+        # A parameter is absent or a string, never null: document the value's own schema.
+        values = [p for p in prop.pop("anyOf", []) if p != {"type": "null"}]
+        if len(values) == 1:
+            prop = {**values[0], **prop}
+        elif values:
+            prop["anyOf"] = values
+        if prop.get("default", ...) is None:
+            del prop["default"]
         description = prop.pop("description", None)
         prop.pop("title", None)
         param = {"name": name, "in": where, "required": where == "path" or name in required,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+from flask import current_app
 from pydantic import AfterValidator, Field, StringConstraints
 
-from app.api.schema import MAX_INT, Input, Output, PositiveInt, Query
+from app.api.schema import MAX_INT, Input, Output, PositiveInt, Query, catalogue
 from app.events.models import EVENT_TYPES, SOURCES
 from app.links.minting import MAX_CAMPAIGN_BYTES, campaign_error
 from app.topics.models import FREQUENCIES, KINDS
@@ -30,20 +31,20 @@ Source = Literal[SOURCES]  # type: ignore[valid-type]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
+def _supported_locale(value: str) -> str:
+    locales = current_app.config["SUPPORTED_LOCALES"]
+    if value not in locales:
+        raise ValueError(f"unknown locale {value!r}; supported: {', '.join(locales)}")
     return value
 
 
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXTERNAL_ID),
-                       AfterValidator(_not_blank),
                        Field(description="the CRM's id of the subscriber")]
 Slug = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Email = Annotated[str, StringConstraints(min_length=3, max_length=254),
                   Field(description="an address (syntax checked with email-validator)")]
-Locale = Annotated[str, StringConstraints(min_length=2, max_length=16),
-                   Field(description="one of the supported locales (en, ar, ru, ms)")]
+Locale = Annotated[str, AfterValidator(_supported_locale), catalogue("locales"),
+                   Field(description="one of the locales this server supports")]
 
 
 # --- subscribers -----------------------------------------------------------------------
@@ -60,10 +61,11 @@ class SubscriberInput(Input):
 
     email: Email | None = None
     locale: Locale | None = None
-    role: Slug | None = Field(default=None,
-                              description="default: the configured default role")
+    role: Slug | None = Field(default=None, description="a role (GET /api/v1/roles); "
+                                                        "default: the configured default role")
     topics: dict[Slug, TopicChoice] | None = Field(
-        default=None, description="marketing topics by slug; others keep their state")
+        default=None, description="marketing topics (GET /api/v1/topics) by slug, each with a "
+                                  "frequency it offers; topics left out keep their state")
     unsubscribed_all: bool | None = Field(default=None,
                                           description="push a master unsubscribe")
 
@@ -79,7 +81,9 @@ class SubscriberBatch(Input):
 
 
 class SubscriberPath(Query):
-    external_id: ExternalId
+    external_id: Annotated[ExternalId, Field(json_schema_extra={"not": {"const": "batch"}})] = \
+        Field(description="the CRM's id (may contain /); `batch` names the batch endpoint, "
+                          "so a subscriber with that id is reached through it only")
 
 
 class TopicState(Output):
@@ -196,7 +200,8 @@ class RoleList(Output):
 
 
 class RecipientsPath(Query):
-    slug: Slug
+    slug: Annotated[Slug, catalogue("marketing-topics")] = Field(
+        description="a marketing topic, archived or not (transactional topics go to all)")
 
 
 class RecipientsQuery(Query):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import BigInteger, Text, func, literal, select, tuple_, union_all
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.api.errors import ApiProblem
 from app.db import iso_z, utcnow
@@ -37,6 +37,7 @@ from app.subscribers.services import (
     is_suppressed,
     marketing_topics,
     normalise_email,
+    snapshot,
     validate_choices,
 )
 from app.topics.models import FREQUENCIES, Role, Topic
@@ -101,6 +102,68 @@ def _role(session: Session, slug: str) -> Role:
         known = session.scalars(select(Role.slug).order_by(Role.position)).all()
         raise invalid("/role", f"Unknown role {slug!r}; roles: {', '.join(known) or 'none'}.")
     return role
+
+
+def _with_state():
+    """Subscribers with their role and subscriptions (and topics) in one statement."""
+    return select(Subscriber).options(joinedload(Subscriber.subscriptions))
+
+
+def unchanged(subscriber: Subscriber | None, data: SubscriberInput, *,
+              suppressed: bool | None) -> bool:
+    """Whether upserting ``data`` would change nothing and refuse nothing.
+
+    Decided on the loaded subscriber alone (its role and subscriptions, and whether its
+    address is suppressed, when that matters; ``None``: not known), so an unchanged
+    upsert costs one read; anything else, or anything it cannot tell, goes to
+    :func:`upsert_subscriber`, which applies the rules.
+    """
+    if subscriber is None:
+        return False
+    if data.email is not None:
+        try:
+            if normalise_email(data.email) != subscriber.email:
+                return False
+        except InvalidEmail:
+            return False
+    if data.locale is not None and data.locale != subscriber.locale:
+        return False
+    if data.role is not None and (subscriber.role is None or subscriber.role.slug != data.role):
+        return False
+    if data.unsubscribed_all is not None:
+        if data.unsubscribed_all != subscriber.unsubscribed_all:
+            return False
+        if data.unsubscribed_all is False and suppressed is not False:
+            return False  # a suppressed address is refused a resubscription (409)
+    by_slug = {s.topic.slug: s for s in subscriber.subscriptions}
+    for slug, choice in (data.topics or {}).items():
+        sub = by_slug.get(slug)
+        if (sub is None or sub.topic.kind != "marketing" or sub.topic.archived
+                or choice.subscribed != sub.subscribed):
+            return False
+        if choice.frequency is not None and (choice.frequency != sub.frequency
+                                             or choice.frequency not in sub.topic.frequencies):
+            return False
+    return True
+
+
+def unchanged_snapshot(session: Session, external_id: str, data: SubscriberInput,
+                       ) -> dict | None:
+    """The subscriber's snapshot if upserting ``data`` changes nothing, else None: one
+    read (the suppression of the address rides along when it matters). Ends the read."""
+    query = _with_state().where(Subscriber.external_id == external_id)
+    check = data.unsubscribed_all is False and data.email is not None
+    if check:
+        query = query.add_columns(
+            select(Suppression.id).where(Suppression.email_hash == email_hash(
+                data.email)).exists().label("suppressed"))
+    row = session.execute(query).unique().first()
+    found = None
+    if row is not None and unchanged(row[0], data,
+                                     suppressed=bool(row[1]) if check else None):
+        found = snapshot(row[0])
+    session.rollback()
+    return found
 
 
 def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput, *,
@@ -231,12 +294,13 @@ def list_roles(session: Session) -> list[dict]:
 
 def recipients_topic(session: Session, slug: str, frequency: str | None,
                      channel: str = "email") -> Topic:
-    """The topic to export, or a problem (404 unknown, 400 bad frequency, channel or kind)."""
+    """The topic to export, or a problem (404 unknown or transactional, 400 bad frequency
+    or channel)."""
     topic = session.scalar(select(Topic).where(Topic.slug == slug))
     if topic is None:
         raise ApiProblem(404, "Not Found", f"No topic {slug!r}.")
     if topic.kind != "marketing":
-        raise ApiProblem(400, "Bad Request",
+        raise ApiProblem(404, "Not Found",
                          f"Topic {slug!r} is transactional: it goes to every subscriber "
                          "regardless of preferences, so it has no recipient list.")
     if channel not in topic.channels:
@@ -379,39 +443,56 @@ def events_page(session: Session, after: Cursor, limit: int) -> dict:
 # --- batch upsert ----------------------------------------------------------------
 
 
+BATCH_READ = 500
+
+
 def upsert_batch(session: Session, items, *, context: Context, default_role: str | None,
-                 default_locale: str, locales: list[str]) -> list[dict]:
+                 default_locale: str) -> list[dict]:
     """Upsert each item by :func:`upsert_subscriber`'s rules; one result per item, in order.
 
     Items are independent: one refused (409, 422) changes nothing of its own and leaves
-    the others be. The whole batch commits once at the end (a failure of the database
-    itself rolls everything back and raises).
+    the others be. Subscribers are read in chunks first, so an unchanged item costs no
+    statement of its own. The whole batch commits once at the end (a failure of the
+    database itself rolls everything back and raises).
     """
     results = []
     try:
-        for item in items:
-            try:
-                with session.begin_nested():
-                    _subscriber, created, _events = upsert_subscriber(
-                        session, item.external_id, item, context=context,
-                        default_role=default_role, default_locale=default_locale,
-                        locales=locales)
-            except ApiProblem as exc:
-                result = {"external_id": item.external_id, "status": exc.status,
-                          "detail": exc.detail}
-                if exc.status == 422:
-                    result["errors"] = exc.extra.get("errors") or [
-                        {"pointer": "", "detail": exc.detail}]
-                results.append(result)
-            except IntegrityError:
-                results.append({"external_id": item.external_id, "status": 409,
-                                "detail": "A concurrent request changed this subscriber or "
-                                          "its address; retry the item."})
-            else:
-                results.append({"external_id": item.external_id,
-                                "status": 201 if created else 200})
+        for start in range(0, len(items), BATCH_READ):
+            chunk = items[start:start + BATCH_READ]
+            loaded = {s.external_id: s for s in session.scalars(
+                _with_state().where(Subscriber.external_id.in_(
+                    {item.external_id for item in chunk}))).unique()}
+            hashes = {email_hash(s.email): s.external_id for s in loaded.values() if s.email}
+            suppressed = {hashes[h] for h in suppressed_hashes(session, list(hashes))
+                          } if hashes else set()
+            for item in chunk:
+                if unchanged(loaded.get(item.external_id), item,
+                             suppressed=item.external_id in suppressed):
+                    results.append({"external_id": item.external_id, "status": 200})
+                    continue
+                results.append(_upsert_item(session, item, context=context,
+                                            default_role=default_role,
+                                            default_locale=default_locale))
+                loaded.pop(item.external_id, None)  # changed: read it afresh if repeated
     except Exception:
         session.rollback()
         raise
     session.commit()
     return results
+
+
+def _upsert_item(session: Session, item, **settings) -> dict:
+    try:
+        with session.begin_nested():
+            _subscriber, created, _events = upsert_subscriber(session, item.external_id, item,
+                                                              **settings)
+    except ApiProblem as exc:
+        result = {"external_id": item.external_id, "status": exc.status, "detail": exc.detail}
+        if exc.status == 422:
+            result["errors"] = exc.extra.get("errors") or [{"pointer": "", "detail": exc.detail}]
+        return result
+    except IntegrityError:
+        return {"external_id": item.external_id, "status": 409,
+                "detail": "A concurrent request changed this subscriber or its address; "
+                          "retry the item."}
+    return {"external_id": item.external_id, "status": 201 if created else 200}

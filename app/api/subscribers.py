@@ -15,7 +15,7 @@ from app.api.schemas import (
     SubscriberInput,
     SubscriberPath,
 )
-from app.api.services import upsert_batch, upsert_subscriber
+from app.api.services import unchanged_snapshot, upsert_batch, upsert_subscriber
 from app.api.views import actor, bp
 from app.db import get_session
 from app.subscribers.services import Context, by_external_id, erase, snapshot
@@ -34,17 +34,19 @@ def _found(session, external_id: str, *, for_update: bool = False):
 
 def _upsert_settings() -> dict:
     config = current_app.config
-    return {"default_role": config["DEFAULT_ROLE"], "default_locale": config["DEFAULT_LOCALE"],
-            "locales": config["SUPPORTED_LOCALES"]}
+    return {"default_role": config["DEFAULT_ROLE"], "default_locale": config["DEFAULT_LOCALE"]}
 
 
-@operation(bp, "/subscribers/<path:external_id>", "PUT", operation_id="upsertSubscriber",
+@operation(bp, "/subscribers/<external_id:external_id>", "PUT", operation_id="upsertSubscriber",
            summary="Create or update a subscriber", tags=TAGS, path=SubscriberPath,
-           body=SubscriberInput, problems=(409,),
+           body=SubscriberInput, problems=(405, 409),
            responses={200: Response("Updated (or unchanged)", Subscriber),
                       201: Response("Created", Subscriber)})
 def put_subscriber(path: SubscriberPath, body: SubscriberInput):
     external_id = path.external_id
+    same = unchanged_snapshot(get_session(), external_id, body)
+    if same is not None:  # one read, no write lock: a CRM's repeated sync costs little
+        return jsonify(same)
     session = get_session(write=True)
     try:
         subscriber, created, _events = upsert_subscriber(
@@ -80,16 +82,16 @@ def post_batch(body: SubscriberBatch):
     return {"items": results}
 
 
-@operation(bp, "/subscribers/<path:external_id>", "GET", operation_id="getSubscriber",
-           summary="Read a subscriber", tags=TAGS, path=SubscriberPath, problems=(404,),
+@operation(bp, "/subscribers/<external_id:external_id>", "GET", operation_id="getSubscriber",
+           summary="Read a subscriber", tags=TAGS, path=SubscriberPath, problems=(404, 405),
            responses={200: Response("The subscriber", Subscriber)})
 def get_subscriber(path: SubscriberPath):
     return jsonify(snapshot(_found(get_session(), path.external_id)))
 
 
-@operation(bp, "/subscribers/<path:external_id>", "DELETE", operation_id="eraseSubscriber",
+@operation(bp, "/subscribers/<external_id:external_id>", "DELETE", operation_id="eraseSubscriber",
            summary="Erase personal data; the address stays suppressed", tags=TAGS,
-           path=SubscriberPath, problems=(404,), responses={204: Response("Erased")})
+           path=SubscriberPath, problems=(404, 405), responses={204: Response("Erased")})
 def delete_subscriber(path: SubscriberPath):
     session = get_session(write=True)
     try:

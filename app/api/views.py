@@ -10,6 +10,7 @@ import hashlib
 
 from flask import Blueprint, g, request
 from flask_limiter.util import get_remote_address
+from werkzeug.routing import PathConverter
 
 from app import csrf
 from app.api.auth import verify_api_key
@@ -19,6 +20,17 @@ from app.errors import problem
 from app.limits import api_limit, limiter
 
 bp = Blueprint("api", __name__)
+
+
+class ExternalIdConverter(PathConverter):
+    """A CRM id in a path (it may hold ``/``), except ``batch``: ``/subscribers/batch`` is
+    the batch endpoint for every method, as OpenAPI matches a fixed path first."""
+
+    regex = r"(?!batch$)[^/].*?"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault(
+    "external_id", ExternalIdConverter))
 # Bearer keys, never cookies: a forged cross-site request has nothing to ride on.
 csrf.exempt(bp)
 

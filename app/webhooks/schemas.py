@@ -5,18 +5,34 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
-from app.api.schema import MAX_INT, Input, Output, PositiveInt, Query
+from app.api.schema import MAX_INT, Input, Integer, Output, PositiveInt, Query
 from app.events.models import EVENT_TYPES, SOURCES
-from app.webhooks.services import DELIVERY_FILTERS
+from app.webhooks.services import DELIVERY_FILTERS, WebhookError, validate_url
 
 # The secret overlap: at most a year.
 MAX_OVERLAP = 366 * 24 * 3600
 
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 Source = Literal[SOURCES]  # type: ignore[valid-type]
-Url = Annotated[str, StringConstraints(min_length=1, max_length=2000),
+PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~-]+(:{PORT})?([/?][^\s#]*)?$"
+
+
+def _url(value):
+    """The services' own check first, for its precise message; the pattern then holds the
+    URL to what the document promises (no user info, a plain host)."""
+    if isinstance(value, str):
+        try:
+            validate_url(value)
+        except WebhookError as exc:
+            raise ValueError(str(exc)) from exc
+    return value
+
+
+Url = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=URL_PATTERN),
+                BeforeValidator(_url),
                 Field(description="absolute http(s) URL; private addresses are refused "
                                   "unless PREFCENTER_WEBHOOK_ALLOW_PRIVATE=1")]
 Description = Annotated[str, StringConstraints(max_length=255)]
@@ -50,7 +66,7 @@ class WebhookReplay(Input):
 
 
 class WebhookRotate(Input):
-    overlap_seconds: int | None = Field(
+    overlap_seconds: Integer | None = Field(
         default=None, ge=0, le=MAX_OVERLAP,
         description="how long the old secret still signs too (default 24 hours)")
 
