@@ -63,10 +63,12 @@ def demo_command() -> None:
 
 def init_app(app: Flask) -> None:
     from app.api.cli import api_keys_group
+    from app.api.importing import subscribers_group
 
     app.cli.add_command(db_group)
     app.cli.add_command(demo_command)
     app.cli.add_command(api_keys_group)
+    app.cli.add_command(subscribers_group)
     from app.links.cli import links_group
 
     app.cli.add_command(links_group)

@@ -39,8 +39,12 @@ def _integral(value):
     return value
 
 
-Integer = Annotated[int, BeforeValidator(_integral)]
-PositiveInt = Annotated[Integer, Field(ge=1, le=MAX_INT)]
+def bounded(low: int, high: int = MAX_INT):
+    """An integer from ``low`` to ``high``, documented with both bounds."""
+    return Annotated[int, Field(ge=low, le=high), BeforeValidator(_integral)]
+
+
+PositiveInt = bounded(1)
 
 # Values that depend on the running app (its locales, its catalogue): a model marks the
 # field with :func:`catalogue`; the app checks the value, and :func:`resolve` writes the

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from flask import current_app
 from pydantic import AfterValidator, Field, StringConstraints
 
-from app.api.schema import MAX_INT, Input, Output, PositiveInt, Query, catalogue
+from app.api.schema import MAX_INT, Input, Output, PositiveInt, Query, bounded, catalogue
 from app.events.models import EVENT_TYPES, SOURCES
 from app.links.minting import MAX_CAMPAIGN_BYTES, campaign_error
 from app.topics.models import FREQUENCIES, KINDS
@@ -220,7 +220,7 @@ class Recipient(Output):
 class EventsQuery(Query):
     after: Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] | None = Field(
         default=None, description="the next_cursor of an earlier page; opaque")
-    limit: int = Field(default=EVENTS_DEFAULT_LIMIT, ge=1, le=EVENTS_MAX_LIMIT)
+    limit: bounded(1, EVENTS_MAX_LIMIT) = EVENTS_DEFAULT_LIMIT
 
 
 class Event(Output):

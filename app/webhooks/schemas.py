@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints
 
-from app.api.schema import MAX_INT, Input, Integer, Output, PositiveInt, Query
+from app.api.schema import MAX_INT, Input, Output, PositiveInt, Query, bounded
 from app.events.models import EVENT_TYPES, SOURCES
 from app.webhooks.services import DELIVERY_FILTERS, WebhookError, validate_url
 
@@ -66,8 +66,8 @@ class WebhookReplay(Input):
 
 
 class WebhookRotate(Input):
-    overlap_seconds: Integer | None = Field(
-        default=None, ge=0, le=MAX_OVERLAP,
+    overlap_seconds: bounded(0, MAX_OVERLAP) | None = Field(
+        default=None,
         description="how long the old secret still signs too (default 24 hours)")
 
 
@@ -79,7 +79,7 @@ class DeliveriesQuery(Query):
     status: Literal[DELIVERY_FILTERS] | None = None  # type: ignore[valid-type]
     before: PositiveInt | None = Field(default=None,
                                        description="a next_before, for older deliveries")
-    limit: int = Field(default=100, ge=1, le=1000)
+    limit: bounded(1, 1000) = 100
 
 
 class WebhookEndpoint(Output):
