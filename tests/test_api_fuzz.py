@@ -23,7 +23,7 @@ from app.webhooks.services import create_endpoint
 from tests.conftest import make_config, serve
 
 SEED = 20261202
-MAX_EXAMPLES = int(os.environ.get("PREFCENTER_FUZZ_EXAMPLES", "10"))
+MAX_EXAMPLES = int(os.environ.get("PREFCENTER_FUZZ_EXAMPLES", "5"))
 
 pytestmark = pytest.mark.slow
 
