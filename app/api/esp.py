@@ -1,13 +1,16 @@
 """``POST /api/v1/esp/<provider>``: bounces, complaints and unsubscribes from ESPs.
 
 No API key: each provider proves itself its own way (app/esp/providers.py, docs/esp.md).
-Bodies are the providers' own, read raw (SNS posts JSON as text/plain).
+Bodies are the providers' own, read raw (SNS posts JSON as text/plain): the operation
+documents them and the intake verifies and parses them.
 """
 
 from __future__ import annotations
 
 from flask import current_app, jsonify, request
 
+from app.api.schema import Response, operation
+from app.api.schemas import EspConfirmed, EspPath, EspTally
 from app.api.views import bp
 from app.db import get_session, utcnow
 from app.errors import problem
@@ -15,8 +18,27 @@ from app.esp.providers import EspError, Forged
 from app.esp.services import confirm_subscription, receive, verify
 
 
-@bp.post("/esp/<provider>")
-def esp_intake(provider: str):
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+@operation(bp, "/esp/<provider>", "POST", operation_id="receiveEspEvents", tags=["esp"],
+           summary="Bounces, complaints and unsubscribes in the provider's own format",
+           description="No API key: Amazon SES posts through SNS (message signature), "
+                       "SendGrid signs with ECDSA, Postmark sends basic auth, Mailgun "
+                       "signs with HMAC. See docs/esp.md for each provider's setup and "
+                       "what each event does. A repeated event changes nothing.",
+           public=True, path=EspPath, problems=(400, 401, 404, 406, 413),
+           raw_body={"required": True, "content": {
+               "application/json": {"schema": {"type": ["object", "array"]}},
+               "text/plain": {"schema": {"type": "string",
+                                         "description": "an SNS message (JSON)"}}}},
+           responses={200: Response("Received (or an SNS subscription confirmed)",
+                                    schema={"oneOf": [_ref("EspTally"),
+                                                      _ref("EspConfirmed")]},
+                                    models=(EspTally, EspConfirmed))})
+def esp_intake(path: EspPath):
+    provider = path.provider
     now = utcnow()
     body = request.get_data(cache=False)
     try:

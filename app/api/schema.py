@@ -90,11 +90,12 @@ class Output(BaseModel):
 
 PROBLEM_TEXTS = {
     400: "Malformed request: bad JSON, or a bad path or query parameter",
-    401: "Missing, wrong or revoked API key",
+    401: "Missing, wrong or revoked API key (ESP intake: the provider's proof fails)",
     404: "Not found",
     409: "Conflict with the stored state",
     413: "Body or batch too large",
     405: "Method not allowed on this path",
+    406: "Not acceptable (ESP intake: a Mailgun token seen before; Mailgun does not retry)",
     415: "Body is not application/json",
     422: "Well-formed JSON that breaks a rule; `errors` points at each member",
     429: "Rate limited; see Retry-After",
@@ -130,6 +131,7 @@ class Operation:
     tags: list[str] = field(default_factory=list)
     models: tuple[type[BaseModel], ...] = ()  # what ``body_schema`` refers to
     max_body: int | None = None
+    raw_body: dict | None = None  # a body the view reads itself: documented only
 
 
 OPERATIONS: list[Operation] = []
@@ -142,7 +144,7 @@ def operation(bp: Blueprint, rule: str, method: str, *, operation_id: str, summa
               path: type[BaseModel] | None = None, public: bool = False,
               description: str | None = None, tags: Iterable[str] = (),
               models: Iterable[type[BaseModel]] = (), max_body: int | None = None,
-              ) -> Callable:
+              raw_body: dict | None = None) -> Callable:
     """Route ``method rule`` on ``bp`` to the view, validated and documented.
 
     The view receives ``body=`` (a ``body`` model instance, or the raw JSON value when only
@@ -157,7 +159,7 @@ def operation(bp: Blueprint, rule: str, method: str, *, operation_id: str, summa
             problems=tuple(problems), body=body, body_required=body_required,
             body_schema=body_schema, query=query, path=path, public=public,
             description=description, tags=list(tags), models=tuple(models),
-            max_body=max_body)
+            max_body=max_body, raw_body=raw_body)
         OPERATIONS.append(op)
 
         @functools.wraps(view)
@@ -399,6 +401,8 @@ def document(app: Flask, *, title: str, version: str, description: str) -> dict:
             schema = op.body_schema if op.body_schema is not None else _ref(op.body)
             entry["requestBody"] = {"required": op.body_required,
                                     "content": {"application/json": {"schema": schema}}}
+        elif op.raw_body is not None:
+            entry["requestBody"] = op.raw_body
         answers: dict[str, Any] = {}
         for status, answer in sorted(op.responses.items()):
             documented: dict[str, Any] = {"description": answer.description}

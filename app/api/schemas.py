@@ -244,3 +244,23 @@ class EventPage(Output):
 
 
 __all__ = ["MAX_INT", "EventType", "PositiveInt", "Source"]
+
+
+# --- ESP intake ------------------------------------------------------------------------
+
+
+class EspPath(Query):
+    # Not enforced here: an unknown provider is the intake's own 404.
+    provider: str = Field(json_schema_extra={"enum": ["ses", "sendgrid", "postmark",
+                                                      "mailgun"]})
+
+
+class EspTally(Output):
+    received: int = Field(ge=0, description="events in the post")
+    applied: int = Field(ge=0, description="events that changed a subscriber")
+    duplicates: int = Field(ge=0, description="events received before")
+    unknown: int = Field(ge=0, description="events about unknown addresses")
+
+
+class EspConfirmed(Output):
+    confirmed: Literal[True]

@@ -400,7 +400,7 @@ def events_page(session: Session, after: Cursor, limit: int) -> dict:
     SQLite commits one writer at a time, so event ids already follow commits. On
     PostgreSQL an id is taken at insert: a transaction that commits late can hold an id
     below events already read. There each transaction's commit position (``EventCommit``,
-    given under a lock at commit, migration 0003) orders the feed, so a position, once
+    given under a lock at commit, migration 20261202_1300) orders the feed, so a position, once
     visible, never has a smaller one appear after it: a reader never misses an event.
     """
     if session.get_bind().dialect.name == "postgresql":

@@ -56,7 +56,8 @@ class Event(Base):
 
 class EventCommit(Base):
     """PostgreSQL: the commit order of event-writing transactions (filled by a deferred
-    trigger under an advisory lock, migration 0003); the feed reads by ``(position, id)``."""
+    trigger under an advisory lock, migration 20261202_1300); the feed reads by
+    ``(position, id)``."""
 
     __tablename__ = "event_commits"
 

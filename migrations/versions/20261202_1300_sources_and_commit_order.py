@@ -1,8 +1,8 @@
 """Endpoint ``sources`` filter; a commit-ordered events feed on PostgreSQL
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-02 12:00:00
+Revision ID: 20261202_1300
+Revises: 20261202_1200
+Create Date: 2026-12-02 13:00:00
 
 ``webhook_endpoints.sources``: the event sources an endpoint receives (NULL or empty:
 all), so a CRM that imports its own contacts is not sent them back.
@@ -22,8 +22,8 @@ condition WebhookEndpoint.wants() applies.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = '20261202_1300'
+down_revision = '20261202_1200'
 branch_labels = None
 depends_on = None
 
