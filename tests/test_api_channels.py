@@ -156,7 +156,7 @@ def test_recipients_refuse_unknown_channels(api, query):
 
 
 def test_recipients_refuse_a_channel_the_topic_does_not_offer(api):
-    body = problem(api.get("/topics/offers/recipients?channel=sms"), 400)
+    body = problem(api.get("/topics/offers/recipients?channel=sms"), 404)
     assert "offers: email" in body["detail"]
 
 

@@ -152,8 +152,8 @@ def test_bad_send_requests_are_problems(client, session, catalogue, headers, bod
 
 @pytest.mark.parametrize(("path", "body", "status"), [
     ("/api/v1/topics/nope/sends", {"campaign": "c"}, 404),
-    ("/api/v1/topics/receipts/sends", {"campaign": "c"}, 400),
-    ("/api/v1/topics/offers/sends", {"campaign": "c", "channel": "sms"}, 400),
+    ("/api/v1/topics/receipts/sends", {"campaign": "c"}, 404),
+    ("/api/v1/topics/offers/sends", {"campaign": "c", "channel": "sms"}, 404),
 ])
 def test_sends_to_unknown_transactional_or_unoffered_topics_are_refused(
         client, catalogue, headers, path, body, status):

@@ -6,8 +6,9 @@ memory stays flat whatever the file's size. A row that fails (schema, 409, 422) 
 reported with its line number and leaves the others be; the exit status is 1 if any did.
 
 CSV columns: ``external_id`` (required), ``email``, ``locale``, ``role``,
-``unsubscribed_all`` (true/false), and per topic ``topic.<slug>`` (true/false) with an
-optional ``frequency.<slug>``; empty cells are left out. NDJSON: one batch item (the PUT
+``unsubscribed_all`` (true/false), ``phone``, ``paused_until`` (ISO 8601 with a zone), and
+per topic ``topic.<slug>`` (true/false) with an optional ``frequency.<slug>``; empty cells
+are left out. NDJSON: one batch item (the PUT
 body with its ``external_id``) per line.
 """
 
@@ -24,6 +25,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from app import clock
 from app.api.schema import validate_item
 from app.api.schemas import SubscriberBatchItem
 from app.api.services import upsert_batch
@@ -152,7 +154,7 @@ def import_rows(app, numbered: Iterable[tuple[int, object]], report, *,
         session = write_session(get_db(app))
         try:
             results = upsert_batch(session, [item for _line, item in pending],
-                                   context=context, **settings)
+                                   context=context, now=clock.now(), **settings)
         finally:
             session.close()
         for (line, item), result in zip(pending, results, strict=True):

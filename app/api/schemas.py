@@ -12,12 +12,12 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from flask import current_app
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 from app.api.schema import MAX_INT, Input, Output, PositiveInt, Query, bounded, catalogue
 from app.events.models import EVENT_TYPES, SOURCES
 from app.links.minting import MAX_CAMPAIGN_BYTES, campaign_error
-from app.topics.models import FREQUENCIES, KINDS
+from app.topics.models import CHANNELS, FREQUENCIES, KINDS
 
 MAX_EXTERNAL_ID = 255
 MAX_LINK_ITEMS = 1000
@@ -27,6 +27,7 @@ EVENTS_MAX_LIMIT = 1000
 CURSOR_PATTERN = r"^[0-9]{1,18}(\.[0-9]{1,18})?$"
 
 Frequency = Literal[FREQUENCIES]  # type: ignore[valid-type]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 Source = Literal[SOURCES]  # type: ignore[valid-type]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
@@ -50,9 +51,22 @@ Locale = Annotated[str, AfterValidator(_supported_locale), catalogue("locales"),
 # --- subscribers -----------------------------------------------------------------------
 
 
+def _unique(channels: list[str]) -> list[str]:
+    if len(set(channels)) != len(channels):
+        raise ValueError("must not repeat a channel")
+    return channels
+
+
+Channels = Annotated[list[Channel], AfterValidator(_unique),
+                     Field(json_schema_extra={"uniqueItems": True})]
+
+
 class TopicChoice(Input):
     subscribed: bool
     frequency: Frequency | None = Field(default=None, description="one the topic offers")
+    channels: Channels | None = Field(
+        default=None, description="among the topic's channels; sms needs a phone; at least "
+                                  "one when subscribed")
 
 
 class SubscriberInput(Input):
@@ -68,6 +82,15 @@ class SubscriberInput(Input):
                                   "frequency it offers; topics left out keep their state")
     unsubscribed_all: bool | None = Field(default=None,
                                           description="push a master unsubscribe")
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="E.164 (e.g. +60123456789), in any punctuation, checked by "
+                                  "the phonenumbers library; null removes it, which stops "
+                                  "SMS for every topic; absent keeps it")
+    paused_until: AwareDatetime | None = Field(
+        default=None, description="every marketing message (every channel) stops until this "
+                                  "moment (UTC, to the second; in the future, with a time "
+                                  "zone) and starts again by itself; null resumes now; "
+                                  "absent keeps it")
 
 
 class SubscriberBatchItem(SubscriberInput):
@@ -89,6 +112,7 @@ class SubscriberPath(Query):
 class TopicState(Output):
     subscribed: bool
     frequency: Frequency
+    channels: list[Channel] = Field(description="the channels chosen for this topic")
 
 
 class Subscriber(Output):
@@ -98,6 +122,9 @@ class Subscriber(Output):
     role: str | None
     unsubscribed_all: bool
     topics: dict[str, TopicState]
+    phone: str | None
+    paused_until: dt.datetime | None = Field(
+        description="a moment already past means not paused")
     version: int = Field(ge=1, le=MAX_INT,
                          description="bumped once per change; drop older versions")
     updated_at: dt.datetime
@@ -181,6 +208,7 @@ class Topic(Output):
     kind: Literal[KINDS]  # type: ignore[valid-type]
     frequencies: list[Frequency]
     default_frequency: Frequency
+    channels: list[Channel] = Field(description="the channels the topic offers", min_length=1)
     names: dict[str, str]
     archived: bool
 
@@ -206,13 +234,23 @@ class RecipientsPath(Query):
 
 class RecipientsQuery(Query):
     frequency: Frequency | None = None
+    channel: Channel = "email"
+
+
+class SendRequest(Input):
+    campaign: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+        description="names the send: a retry with the same campaign returns the same "
+                    "recipients")
+    channel: Channel = "email"
 
 
 class Recipient(Output):
-    """One line of the NDJSON export."""
+    """One line of the NDJSON export: `email` on the email channel, `phone` (E.164) on the
+    sms channel."""
 
     external_id: str | None
-    email: str
+    email: str | None = None
+    phone: str | None = None
     locale: str | None
     frequency: Frequency
 

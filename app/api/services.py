@@ -19,12 +19,19 @@ from app.db import iso_z, utcnow
 from app.events.models import Event, EventCommit
 from app.links.minting import LinkRequest, link_error, link_targets, link_topics
 from app.links.services import links_for
-from app.subscribers.models import Subscriber, Subscription
-from app.subscribers.recipients import BATCH, eligible, ndjson, without_suppressed
+from app.subscribers.models import Subscriber, Subscription, Suppression
+from app.subscribers.recipients import (
+    BATCH,
+    eligible,
+    ndjson,
+    suppressed_hashes,
+    without_suppressed,
+)
 from app.subscribers.services import (
     KEEP,
     Context,
     InvalidEmail,
+    InvalidPhone,
     NoChannel,
     PhoneRequired,
     TopicChoice,
@@ -34,9 +41,11 @@ from app.subscribers.services import (
     by_external_id,
     change,
     create_subscriber,
+    email_hash,
     is_suppressed,
     marketing_topics,
     normalise_email,
+    normalise_phone,
     snapshot,
     validate_choices,
 )
@@ -67,6 +76,34 @@ class SubscriberInput:
     unsubscribed_all: bool | None = None
     phone: object = KEEP  # E.164 string, None (remove) or KEEP
     paused_until: object = KEEP  # aware datetime, None (resume) or KEEP
+
+
+def input_of(body) -> SubscriberInput:
+    """A request's validated body (:class:`app.api.schemas.SubscriberInput` or a batch item)
+    as the upsert's input: a phone or pause left out is kept (``KEEP``), a phone is put in
+    E.164 (a 422 at ``/phone`` if the phonenumbers library refuses it)."""
+    given = body.model_fields_set
+    phone = KEEP
+    if "phone" in given:
+        phone = body.phone
+        if phone is not None:
+            try:
+                phone = normalise_phone(phone)
+            except InvalidPhone as exc:
+                raise invalid("/phone", "phone is not a valid number in international format "
+                                        f"(+ and the country code): {exc}") from exc
+    paused_until = KEEP
+    if "paused_until" in given:
+        paused_until = body.paused_until
+        if paused_until is not None:
+            paused_until = paused_until.astimezone(dt.UTC).replace(microsecond=0)
+    topics = {slug: TopicChoice(subscribed=choice.subscribed, frequency=choice.frequency,
+                                channels=tuple(choice.channels)
+                                if choice.channels is not None else None)
+              for slug, choice in (body.topics or {}).items()}
+    return SubscriberInput(email=body.email, locale=body.locale, role=body.role, topics=topics,
+                           unsubscribed_all=body.unsubscribed_all, phone=phone,
+                           paused_until=paused_until)
 
 
 def _check_topics(choices: dict[str, TopicChoice], allowed: dict[str, Topic], *,
@@ -118,7 +155,7 @@ def unchanged(subscriber: Subscriber | None, data: SubscriberInput, *,
     upsert costs one read; anything else, or anything it cannot tell, goes to
     :func:`upsert_subscriber`, which applies the rules.
     """
-    if subscriber is None:
+    if subscriber is None or data.phone is not KEEP or data.paused_until is not KEEP:
         return False
     if data.email is not None:
         try:
@@ -139,7 +176,7 @@ def unchanged(subscriber: Subscriber | None, data: SubscriberInput, *,
     for slug, choice in (data.topics or {}).items():
         sub = by_slug.get(slug)
         if (sub is None or sub.topic.kind != "marketing" or sub.topic.archived
-                or choice.subscribed != sub.subscribed):
+                or choice.subscribed != sub.subscribed or choice.channels is not None):
             return False
         if choice.frequency is not None and (choice.frequency != sub.frequency
                                              or choice.frequency not in sub.topic.frequencies):
@@ -304,7 +341,7 @@ def recipients_topic(session: Session, slug: str, frequency: str | None,
                          f"Topic {slug!r} is transactional: it goes to every subscriber "
                          "regardless of preferences, so it has no recipient list.")
     if channel not in topic.channels:
-        raise ApiProblem(400, "Bad Request",
+        raise ApiProblem(404, "Not Found",
                          f"Topic {slug!r} is not offered on {channel!r}; it offers: "
                          f"{', '.join(topic.channels)}.")
     if frequency is not None and frequency not in FREQUENCIES:
@@ -447,7 +484,7 @@ BATCH_READ = 500
 
 
 def upsert_batch(session: Session, items, *, context: Context, default_role: str | None,
-                 default_locale: str) -> list[dict]:
+                 default_locale: str, now: dt.datetime) -> list[dict]:
     """Upsert each item by :func:`upsert_subscriber`'s rules; one result per item, in order.
 
     Items are independent: one refused (409, 422) changes nothing of its own and leaves
@@ -466,13 +503,18 @@ def upsert_batch(session: Session, items, *, context: Context, default_role: str
             suppressed = {hashes[h] for h in suppressed_hashes(session, list(hashes))
                           } if hashes else set()
             for item in chunk:
-                if unchanged(loaded.get(item.external_id), item,
+                try:
+                    data = input_of(item)
+                except ApiProblem as exc:
+                    results.append(_refused(item.external_id, exc))
+                    continue
+                if unchanged(loaded.get(item.external_id), data,
                              suppressed=item.external_id in suppressed):
                     results.append({"external_id": item.external_id, "status": 200})
                     continue
-                results.append(_upsert_item(session, item, context=context,
+                results.append(_upsert_item(session, item.external_id, data, context=context,
                                             default_role=default_role,
-                                            default_locale=default_locale))
+                                            default_locale=default_locale, now=now))
                 loaded.pop(item.external_id, None)  # changed: read it afresh if repeated
     except Exception:
         session.rollback()
@@ -481,18 +523,23 @@ def upsert_batch(session: Session, items, *, context: Context, default_role: str
     return results
 
 
-def _upsert_item(session: Session, item, **settings) -> dict:
+def _refused(external_id: str, exc: ApiProblem) -> dict:
+    result = {"external_id": external_id, "status": exc.status, "detail": exc.detail}
+    if exc.status == 422:
+        result["errors"] = exc.extra.get("errors") or [{"pointer": "", "detail": exc.detail}]
+    return result
+
+
+def _upsert_item(session: Session, external_id: str, data: SubscriberInput, **settings
+                 ) -> dict:
     try:
         with session.begin_nested():
-            _subscriber, created, _events = upsert_subscriber(session, item.external_id, item,
+            _subscriber, created, _events = upsert_subscriber(session, external_id, data,
                                                               **settings)
     except ApiProblem as exc:
-        result = {"external_id": item.external_id, "status": exc.status, "detail": exc.detail}
-        if exc.status == 422:
-            result["errors"] = exc.extra.get("errors") or [{"pointer": "", "detail": exc.detail}]
-        return result
+        return _refused(external_id, exc)
     except IntegrityError:
-        return {"external_id": item.external_id, "status": 409,
+        return {"external_id": external_id, "status": 409,
                 "detail": "A concurrent request changed this subscriber or its address; "
                           "retry the item."}
-    return {"external_id": item.external_id, "status": 201 if created else 200}
+    return {"external_id": external_id, "status": 201 if created else 200}

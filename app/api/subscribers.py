@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify, url_for
 from sqlalchemy.exc import IntegrityError
 
+from app import clock
 from app.api.errors import ApiProblem
 from app.api.schema import Response, operation
 from app.api.schemas import (
@@ -15,7 +16,7 @@ from app.api.schemas import (
     SubscriberInput,
     SubscriberPath,
 )
-from app.api.services import unchanged_snapshot, upsert_batch, upsert_subscriber
+from app.api.services import input_of, unchanged_snapshot, upsert_batch, upsert_subscriber
 from app.api.views import actor, bp
 from app.db import get_session
 from app.subscribers.services import Context, by_external_id, erase, snapshot
@@ -44,14 +45,15 @@ def _upsert_settings() -> dict:
                       201: Response("Created", Subscriber)})
 def put_subscriber(path: SubscriberPath, body: SubscriberInput):
     external_id = path.external_id
-    same = unchanged_snapshot(get_session(), external_id, body)
+    data = input_of(body)
+    same = unchanged_snapshot(get_session(), external_id, data)
     if same is not None:  # one read, no write lock: a CRM's repeated sync costs little
         return jsonify(same)
     session = get_session(write=True)
     try:
         subscriber, created, _events = upsert_subscriber(
-            session, external_id, body, context=Context(source="api", actor=actor()),
-            **_upsert_settings())
+            session, external_id, data, context=Context(source="api", actor=actor()),
+            now=clock.now(), **_upsert_settings())
     except IntegrityError as exc:
         session.rollback()
         raise ApiProblem(409, "Conflict", "A concurrent request changed this subscriber or "
@@ -78,7 +80,7 @@ def put_subscriber(path: SubscriberPath, body: SubscriberInput):
 def post_batch(body: SubscriberBatch):
     results = upsert_batch(get_session(write=True), body.items,
                            context=Context(source="import", actor=actor()),
-                           **_upsert_settings())
+                           now=clock.now(), **_upsert_settings())
     return {"items": results}
 
 

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from flask import Response as FlaskResponse
-from flask import jsonify, stream_with_context
+import datetime as dt
 
+from flask import Response as FlaskResponse
+from flask import current_app, jsonify, stream_with_context
+
+from app import clock
 from app.api.schema import Response, operation
 from app.api.schemas import (
     Recipient,
     RecipientsPath,
     RecipientsQuery,
     RoleList,
+    SendRequest,
     TopicList,
 )
-from app.api.services import list_roles, list_topics, recipient_lines, recipients_topic
+from app.api.services import (
+    invalid,
+    list_roles,
+    list_topics,
+    recipient_lines,
+    recipients_topic,
+)
 from app.api.views import bp
 from app.db import get_session
+from app.sends.services import due_send_lines
 
 TAGS = ["catalogue"]
 
@@ -39,8 +50,38 @@ def get_roles():
                                     media_type="application/x-ndjson")})
 def get_recipients(path: RecipientsPath, query: RecipientsQuery):
     session = get_session()
-    topic = recipients_topic(session, path.slug, query.frequency)
-    lines = recipient_lines(session, topic.id, query.frequency)
+    topic = recipients_topic(session, path.slug, query.frequency, query.channel)
+    return _ndjson(recipient_lines(session, topic.id, query.frequency, channel=query.channel,
+                                   now=clock.now()))
+
+
+@operation(bp, "/topics/<slug>/sends", "POST", operation_id="sendToDueRecipients",
+           summary="Who is due this topic on this channel now, recorded as sent", tags=TAGS,
+           description="The recipients of the export whose last send of the topic on the "
+                       "channel is at least their frequency ago (daily 1 day, weekly 7, "
+                       "biweekly 14, monthly 1 calendar month, quarterly 3; less "
+                       "PREFCENTER_SEND_GRACE), streamed as NDJSON. Each batch is "
+                       "recorded as sent by this campaign in the transaction that reads "
+                       "it, and committed before it is streamed. A retry of the same "
+                       "campaign returns the same recipients (those whose last send is "
+                       "this campaign) plus any now due; sends of one topic and channel "
+                       "take turns, so two campaigns never share a recipient. See "
+                       "docs/sends.md.",
+           path=RecipientsPath, body=SendRequest, problems=(404,),
+           responses={200: Response("One Recipient per line", Recipient,
+                                    media_type="application/x-ndjson")})
+def post_send(path: RecipientsPath, body: SendRequest):
+    """Stream who is due the topic on the channel now, recording each batch as sent."""
+    if not body.campaign.strip():
+        raise invalid("/campaign", "campaign must not be empty.")
+    session = get_session()
+    topic = recipients_topic(session, path.slug, None, body.channel)
+    return _ndjson(due_send_lines(
+        session, topic.id, body.channel, body.campaign, now=clock.now(),
+        grace=dt.timedelta(seconds=current_app.config["SEND_GRACE"])))
+
+
+def _ndjson(lines):
     response = FlaskResponse(stream_with_context(lines), mimetype="application/x-ndjson")
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -1,7 +1,7 @@
 """Endpoint ``sources`` filter; a commit-ordered events feed on PostgreSQL
 
 Revision ID: 20261202_1300
-Revises: 20261202_1200
+Revises: a16c4a77e150
 Create Date: 2026-12-02 13:00:00
 
 ``webhook_endpoints.sources``: the event sources an endpoint receives (NULL or empty:
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '20261202_1300'
-down_revision = '20261202_1200'
+down_revision = 'a16c4a77e150'
 branch_labels = None
 depends_on = None
 
