@@ -127,8 +127,8 @@ def login():
         session = get_session(write=True)
         admin = authenticate(session, form.email.data, form.password.data)
         if admin is not None:
+            log_in(session, admin)
             session.commit()
-            log_in(admin)
             return redirect(safe_next(request.args.get("next")), code=303)
         session.rollback()
         error = _("That email and password do not match an administrator.")
@@ -143,7 +143,9 @@ def login():
 @bp.post("/logout")
 @require_admin
 def logout():
-    log_out()
+    session = get_session(write=True)
+    log_out(session)
+    session.commit()
     flash(_("You are logged out."))
     return redirect(url_for("admin.login"), code=303)
 

@@ -38,6 +38,7 @@ from app.subscribers.services import (
     UnknownChannel,
     UnknownFrequency,
     UnknownTopic,
+    by_address,
     by_external_id,
     change,
     create_subscriber,
@@ -231,7 +232,7 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
     ):
         raise invalid("/paused_until", "paused_until must be in the future; null resumes now.")
     if email is not None:
-        other = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        other = by_address(session, email)
         if subscriber is None and other is not None and other.external_id == external_id:
             # A concurrent request created this very subscriber after our first read (it
             # found no row to lock): this request becomes an update of it.
