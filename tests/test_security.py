@@ -1,6 +1,6 @@
 """Issue 12, through HTTP and the CLI: webhook destinations (SSRF), what a receiver's answer
 leaves behind, the /test timeout, the secret-key rule. Admin sessions: tests/test_admin.py;
-case-insensitive addresses: tests/test_api.py; links: tests/test_links_cli.py."""
+case-insensitive addresses, API keys: below; links and bad input: tests/test_security_input.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, select, text, update
 
+from app import create_app
 from app.api.auth import create_api_key
 from app.config import ROOT, from_environ
 from app.db import get_db, write_session
@@ -301,3 +302,49 @@ def test_the_migration_resolves_existing_case_duplicates(tmp_path):
         ("crm-4", "solo@x.com", "solo@x.com", 0),
     ]
     assert sorted(audit) == ["1", "2", "3"]
+
+
+# API keys: list and revoke ------------------------------------------------------------------
+
+
+def test_api_keys_are_listed_and_a_revoked_key_is_refused_at_once_everywhere(
+        live_app, database_url):
+    from tests.conftest import make_config
+
+    runner = live_app.test_cli_runner()
+    plain = {}
+    for name in ("crm-sync", "esp", "crm-sync"):
+        created = runner.invoke(args=["api-keys", "create", name])
+        assert created.exit_code == 0, created.output
+        plain.setdefault(name, []).append(created.stdout.strip())
+    other_node = create_app(make_config(database_url))
+    nodes = [live_app.test_client(), other_node.test_client()]
+
+    def status(node, key):
+        return node.get("/api/v1/topics", headers={"Authorization": f"Bearer {key}"}
+                        ).status_code
+
+    assert {status(n, k) for n in nodes for keys in plain.values() for k in keys} == {200}
+    listed = runner.invoke(args=["api-keys", "list"])
+    assert listed.exit_code == 0
+    lines = listed.output.splitlines()
+    assert lines[0].split() == ["NAME", "PREFIX", "CREATED", "LAST", "USED", "REVOKED"]
+    assert len(lines) == 4 and all(line.split()[0] in ("crm-sync", "esp") for line in lines[1:])
+    assert all(k.split("_")[2] not in listed.output for keys in plain.values() for k in keys)
+    assert all(line.rstrip().endswith("-") and "Z" in line for line in lines[1:])  # used
+
+    esp_prefix = plain["esp"][0].split("_")[1]
+    revoked = runner.invoke(args=["api-keys", "revoke", esp_prefix])
+    assert revoked.exit_code == 0 and f"revoked esp (prefix {esp_prefix})" in revoked.output
+    assert [status(n, plain["esp"][0]) for n in nodes] == [401, 401]
+    assert [status(n, k) for n in nodes for k in plain["crm-sync"]] == [200] * 4
+
+    by_name = runner.invoke(args=["api-keys", "revoke", "crm-sync"])
+    assert by_name.exit_code == 0 and by_name.output.count("revoked crm-sync") == 2
+    assert {status(n, k) for n in nodes for k in plain["crm-sync"]} == {401}
+    listed = runner.invoke(args=["api-keys", "list"]).output.splitlines()[1:]
+    assert all(not line.rstrip().endswith("-") for line in listed)  # every one revoked
+
+    unknown = runner.invoke(args=["api-keys", "revoke", "nobody"])
+    assert unknown.exit_code == 1 and "no API key named or prefixed 'nobody'" in unknown.output
+    other_node.extensions["prefcenter.db"].engine.dispose()
