@@ -209,6 +209,6 @@ def require_admin(view):
 def safe_next(target: str | None) -> str:
     """Only a path inside the admin; anything else goes to the dashboard."""
     if target and target.startswith("/admin/") and not target.startswith("//") \
-            and "\\" not in target:
+            and "\\" not in target and target.isprintable() and " " not in target:
         return target.rstrip("?")
     return url_for("admin.dashboard")

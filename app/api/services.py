@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, joinedload
 from app.api.errors import ApiProblem
 from app.db import iso_z, utcnow
 from app.events.models import Event, EventCommit
-from app.links.minting import LinkRequest, link_error, link_targets, link_topics
+from app.links.minting import LinkRequest, LinkTooLong, link_error, link_targets, link_topics
 from app.links.services import links_for
 from app.subscribers.models import Subscriber, Subscription, Suppression
 from app.subscribers.recipients import (
@@ -296,8 +296,13 @@ def mint_links(session: Session, app, requests: list[LinkRequest]) -> list[dict]
             results.append({"external_id": req.external_id,
                             "error": {"status": status, "detail": detail}})
             continue
-        links = links_for(app, targets[req.external_id], topic=req.topic,
-                          campaign=req.campaign, locale=req.locale)
+        try:
+            links = links_for(app, targets[req.external_id], topic=req.topic,
+                              campaign=req.campaign, locale=req.locale)
+        except LinkTooLong as exc:
+            results.append({"external_id": req.external_id,
+                            "error": {"status": 422, "detail": str(exc)}})
+            continue
         results.append({"external_id": req.external_id, **links})
     return results
 
