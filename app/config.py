@@ -62,6 +62,8 @@ def from_environ(environ=None) -> dict:
         "WEBHOOK_LEASE": _int(env, "PREFCENTER_WEBHOOK_LEASE", 300),
         "WEBHOOK_CONCURRENCY": _int(env, "PREFCENTER_WEBHOOK_CONCURRENCY", 16),
         "WEBHOOK_POLL_INTERVAL": float(env.get("PREFCENTER_WEBHOOK_POLL_INTERVAL", "1")),
+        "WEBHOOK_ALLOW_PRIVATE": env.get("PREFCENTER_WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true"),
+        "WEBHOOK_TEST_TIMEOUT": float(env.get("PREFCENTER_WEBHOOK_TEST_TIMEOUT", "3")),
         "SMTP_HOST": env.get("PREFCENTER_SMTP_HOST", "127.0.0.1"),
         "SMTP_PORT": _int(env, "PREFCENTER_SMTP_PORT", 25),
         "MAIL_FROM": env.get("PREFCENTER_MAIL_FROM", "preferences@example.com"),
@@ -72,6 +74,7 @@ def from_environ(environ=None) -> dict:
         "RATELIMIT_LOGIN": env.get("PREFCENTER_RATELIMIT_LOGIN", "10 per minute"),
         "RATELIMIT_STORAGE_URI": env.get("PREFCENTER_RATELIMIT_STORAGE_URI", "memory://"),
         "ADMIN_IDLE_TIMEOUT": _int(env, "PREFCENTER_ADMIN_IDLE_TIMEOUT", 30 * 60),
+        "ADMIN_SESSION_LIFETIME": _int(env, "PREFCENTER_ADMIN_SESSION_LIFETIME", 12 * 60 * 60),
         "MAX_CONTENT_LENGTH": _int(env, "PREFCENTER_MAX_CONTENT_LENGTH", 1024 * 1024),
         "SEND_GRACE": _int(env, "PREFCENTER_SEND_GRACE", 3600),
         # ESP intake (docs/esp.md): a provider without its setting is not accepted.
@@ -95,14 +98,15 @@ def finalise(config: dict) -> None:
     if config.get("SECRET_KEY") and config["SECRET_KEY"] not in keys:
         keys = [config["SECRET_KEY"], *keys]
     if not keys:
-        if config.get("TESTING") or mode == "test":
-            keys = ["test-secret-key"]
-        elif mode == "demo":
-            keys = [_demo_secret()]
-        else:
+        # Only the demo may run without a key (it keeps its own, random, under instance/);
+        # every other environment, ``test`` included, is refused: a fixed fallback key would
+        # let anyone forge links for a server started that way. The test suite passes its
+        # own key (tests/conftest.py).
+        if mode != "demo":
             raise ConfigError(
                 "PREFCENTER_SECRET_KEY is required (set PREFCENTER_ENV=demo to run the demo)"
             )
+        keys = [_demo_secret()]
     config["SECRET_KEYS"] = keys
     config["SECRET_KEY"] = keys[0]
     if config["DEFAULT_LOCALE"] not in config["SUPPORTED_LOCALES"]:

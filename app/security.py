@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.routing import IntegerConverter
+
+# The largest id the databases hold (BIGINT).
+MAX_INT = 2**63 - 1
+
+
+class BoundedInt(IntegerConverter):
+    """``<int:…>`` in every route: an id above BIGINT matches nothing (a 404), instead of
+    overflowing in the database driver (a 500)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_INT)
+        super().__init__(map, *args, **kwargs)
 
 CSP = "; ".join([
     "default-src 'none'",
@@ -44,6 +57,7 @@ def default_headers(app: Flask) -> tuple[tuple[str, str], ...]:
 
 
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = BoundedInt
     app.session_interface = CookieSessions()
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,

@@ -124,7 +124,7 @@ def ceiling(url: str, secret: str, rows: int, concurrency: int) -> float:
     """Requests/s the receiver answers when driven directly (same client, same pool)."""
     body = transport.render_body("subscriber.unsubscribed", dt.datetime.now(dt.UTC),
                                  sample_payload(0))
-    client = transport.make_client(10, concurrency)
+    client = transport.make_client(10, concurrency, allow_private=True)
 
     def one(n: int) -> bool:
         return transport.post(client, url, [secret], f"msg_ceiling_{n}", body).ok
@@ -141,8 +141,10 @@ def ceiling(url: str, secret: str, rows: int, concurrency: int) -> float:
 
 def run(kind: str, args, tmp: Path) -> dict:
     url = fresh_database(kind, args.pg_url, PG_DATABASE, tmp)
+    # The receiver listens on 127.0.0.1: allow private destinations for this bench.
     app = create_app({"PREFCENTER_ENV": "test", "TESTING": True, "DATABASE_URL": url,
-                      "WEBHOOK_CONCURRENCY": args.concurrency})
+                      "SECRET_KEYS": ["bench-webhooks-secret-key"],
+                      "WEBHOOK_CONCURRENCY": args.concurrency, "WEBHOOK_ALLOW_PRIVATE": True})
     db = get_db(app)
     session = write_session(db)
     endpoint, secret = create_endpoint(session, "http://127.0.0.1:9/placeholder")

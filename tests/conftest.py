@@ -81,6 +81,9 @@ def make_config(database_url: str, **overrides) -> dict:
         "BASE_URL": "http://localhost",
         "RATELIMIT_ENABLED": False,
         "SERVER_NAME": None,
+        # The suite's webhook receivers listen on 127.0.0.1 (tests/test_security.py
+        # proves the default refuses them).
+        "WEBHOOK_ALLOW_PRIVATE": True,
     }
     config.update(overrides)
     return config

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 
 import pytest
 from sqlalchemy import select
 
-from app.admin.models import Admin
+from app.admin.models import Admin, AdminSession
 from app.admin.services import create_admin, set_password
+from app.clock import get_clock
 from tests.conftest import csrf_from
 
 PASSWORD = "correct horse battery staple"
@@ -139,17 +141,17 @@ def test_login_replaces_the_whole_session(client, admin):
     with client.session_transaction() as fresh:
         assert "planted" not in fresh
         assert fresh["admin_id"] == admin.id
-        first_nonce = fresh["admin_nonce"]
+        first_nonce = fresh["admin_sid"]
     client.post("/admin/logout", data={"csrf_token": token(client)})
     assert login(client).status_code == 303
     with client.session_transaction() as again:
-        assert again["admin_nonce"] != first_nonce
+        assert again["admin_sid"] != first_nonce
 
 
-def test_a_forged_session_without_the_password_version_is_refused(client, admin):
+def test_a_forged_session_without_a_stored_session_is_refused(client, admin):
     with client.session_transaction() as forged:
         forged["admin_id"] = admin.id
-        forged["admin_seen"] = int(time.time())
+        forged["admin_sid"] = "made-up"
     assert client.get("/admin/").status_code == 302
 
 
@@ -172,20 +174,51 @@ def test_deactivated_admin_is_logged_out(admin_client, admin, session):
 
 
 @pytest.mark.parametrize("app_config", [{**FAST_HASH, "ADMIN_IDLE_TIMEOUT": 60}])
-def test_idle_session_expires(admin_client):
+def test_idle_session_expires(app, admin_client):
+    clock = get_clock(app)
     assert admin_client.get("/admin/topics").status_code == 200
-    with admin_client.session_transaction() as state:
-        state["admin_seen"] = int(time.time()) - 59
+    clock.advance(dt.timedelta(seconds=59))
     assert admin_client.get("/admin/topics").status_code == 200  # activity refreshes it
-    with admin_client.session_transaction() as state:
-        assert state["admin_seen"] >= int(time.time()) - 1
-        state["admin_seen"] = int(time.time()) - 61
+    clock.advance(dt.timedelta(seconds=59))
+    assert admin_client.get("/admin/topics").status_code == 200
+    clock.advance(dt.timedelta(seconds=61))
     response = admin_client.get("/admin/topics")
     assert response.status_code == 302
     assert "expired=1" in response.headers["Location"]
     page = admin_client.get(response.headers["Location"])
     assert "period of inactivity" in page.get_data(as_text=True)
     assert admin_client.get("/admin/topics").status_code == 302
+
+
+@pytest.mark.parametrize("app_config", [{**FAST_HASH, "ADMIN_IDLE_TIMEOUT": 600,
+                                         "ADMIN_SESSION_LIFETIME": 3600}])
+def test_a_session_in_constant_use_still_ends_at_its_lifetime(app, admin_client):
+    clock = get_clock(app)
+    for _ in range(11):  # used every 5 minutes: never idle
+        clock.advance(dt.timedelta(minutes=5))
+        assert admin_client.get("/admin/").status_code == 200
+    clock.advance(dt.timedelta(minutes=5, seconds=1))  # 3601 s after the login
+    response = admin_client.get("/admin/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/login")
+    assert login(admin_client).status_code == 303  # a new login starts a new lifetime
+    assert admin_client.get("/admin/").status_code == 200
+
+
+def test_a_cookie_saved_before_logout_opens_nothing_after_it(app, admin_client, session):
+    assert admin_client.get("/admin/").status_code == 200
+    saved = admin_client.get_cookie("prefcenter_session").value
+    response = admin_client.post("/admin/logout", data={"csrf_token": token(admin_client)})
+    assert response.status_code == 303
+    thief = app.test_client()
+    thief.set_cookie("prefcenter_session", saved, domain="localhost")
+    response = thief.get("/admin/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/login")
+    assert thief.post("/admin/topics/new", data={"csrf_token": "x"}).status_code in (302, 400)
+    ended = session.scalars(select(AdminSession)).all()
+    assert len(ended) == 1 and ended[0].ended_at is not None
+    assert all(len(row.id) == 64 for row in ended)  # the token's SHA-256, not the token
 
 
 def test_rehash_on_login_when_parameters_change(app, client, admin, session):

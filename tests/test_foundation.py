@@ -19,9 +19,10 @@ from tests.conftest import make_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_refuses_to_start_without_a_secret_key_outside_demo_and_test(database_url):
+@pytest.mark.parametrize("mode", ["production", "test", "development"])
+def test_refuses_to_start_without_a_secret_key_outside_demo(database_url, mode):
     with pytest.raises(ConfigError, match="PREFCENTER_SECRET_KEY"):
-        create_app({"PREFCENTER_ENV": "production", "SECRET_KEYS": [],
+        create_app({"PREFCENTER_ENV": mode, "SECRET_KEYS": [], "TESTING": True,
                     "DATABASE_URL": database_url})
     app = create_app({"PREFCENTER_ENV": "production", "SECRET_KEYS": ["a", "b"],
                       "DATABASE_URL": database_url})

@@ -23,6 +23,7 @@ from app.db import get_db, utcnow
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.services import WebhookSettings
 from app.webhooks.worker import Worker
+from tests.conftest import TEST_SECRET
 from tests.webhook_receiver import Receiver
 
 PREFCENTER = Path(sys.executable).with_name("prefcenter")
@@ -92,6 +93,8 @@ def worker_process(database_url: str, log: Path, *args: str) -> subprocess.Popen
     env = dict(os.environ)
     env.update({
         "PREFCENTER_ENV": "test",
+        "PREFCENTER_SECRET_KEY": TEST_SECRET,
+        "PREFCENTER_WEBHOOK_ALLOW_PRIVATE": "1",
         "PREFCENTER_DATABASE_URL": database_url,
         "PREFCENTER_WEBHOOK_LEASE": "2",
         "PREFCENTER_WEBHOOK_TIMEOUT": "5",

@@ -84,7 +84,13 @@ def test_backoff_jitter_and_the_end_of_the_schedule():
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/h", "https://crm.example/a?b=c"])
 def test_urls_accepted(url):
-    assert validate_url(f"  {url} ") == url
+    assert validate_url(f"  {url} ", allow_private=True) == url
+
+
+def test_private_urls_refused_unless_allowed():
+    with pytest.raises(InvalidUrl, match="public address"):
+        validate_url("http://127.0.0.1:8080/h")
+    assert validate_url("https://crm.example/a") == "https://crm.example/a"
 
 
 @pytest.mark.parametrize("url", ["ftp://x/y", "crm.example/h", "https://", "https://x/#f",

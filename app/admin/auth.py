@@ -4,31 +4,37 @@ Passwords are hashed with argon2-cffi's ``PasswordHasher``; its parameters come
 from ``ADMIN_ARGON2_*`` config keys (argon2-cffi's defaults otherwise) and a hash
 made with older parameters is replaced on the next successful login.
 
-The session is Flask's signed cookie. Logging in clears it and stores a fresh
-random nonce (no fixation), the admin's id, a fingerprint of the password hash
-(changing the password ends every older session) and a last-seen time (idle
-timeout, ``ADMIN_IDLE_TIMEOUT`` seconds).
+The session lives in the database (``admin_sessions``); Flask's signed cookie only
+names it. Logging in clears the cookie and stores a fresh random token (no
+fixation; the table keeps its SHA-256), the admin's id and a fingerprint of the
+password hash (changing the password ends every older session). A session ends at
+logout, after ``ADMIN_IDLE_TIMEOUT`` seconds without use, and ``ADMIN_SESSION_LIFETIME``
+seconds after the login however much it is used; each request checks the row, so a
+cookie copied before logout opens nothing afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import hashlib
 import secrets
-import time
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app, g, redirect, request, session, url_for
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.admin.models import Admin
+from app import clock
+from app.admin.models import Admin, AdminSession
 from app.db import get_session, utcnow
 
 MIN_PASSWORD_LENGTH = 12
-SESSION_KEYS = ("admin_id", "admin_version", "admin_nonce", "admin_seen")
+SESSION_KEYS = ("admin_id", "admin_version", "admin_sid")
+# A session's last use is written at most this often (idle timeouts are that precise).
+TOUCH_EVERY = dt.timedelta(seconds=30)
 
 
 class PasswordTooShort(ValueError):
@@ -92,40 +98,96 @@ def session_version(admin: Admin) -> str:
     return hashlib.sha256(admin.password_hash.encode("utf-8")).hexdigest()[:24]
 
 
-def log_in(admin: Admin) -> None:
-    """A brand-new session for ``admin``: nothing from before the login survives."""
+def _session_id(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def start_session(session: Session, admin: Admin, *, now: dt.datetime,
+                  lifetime: float) -> str:
+    """A new server-side session for ``admin``; returns the token the cookie carries.
+    Also forgets the admin's sessions that are over (the caller commits)."""
+    session.execute(delete(AdminSession).where(
+        AdminSession.admin_id == admin.id,
+        or_(AdminSession.ended_at.is_not(None), AdminSession.expires_at <= now)))
+    token = secrets.token_urlsafe(32)
+    session.add(AdminSession(id=_session_id(token), admin_id=admin.id, created_at=now,
+                             last_seen_at=now,
+                             expires_at=now + dt.timedelta(seconds=lifetime)))
+    session.flush()
+    return token
+
+
+def end_session(session: Session, token: str, *, now: dt.datetime) -> None:
+    """End the session ``token`` names (the caller commits)."""
+    session.execute(update(AdminSession)
+                    .where(AdminSession.id == _session_id(token),
+                           AdminSession.ended_at.is_(None))
+                    .values(ended_at=now))
+
+
+def end_all_sessions(session: Session, admin: Admin, *, now: dt.datetime) -> None:
+    """End every session of ``admin`` (a password change; the caller commits)."""
+    session.execute(update(AdminSession)
+                    .where(AdminSession.admin_id == admin.id, AdminSession.ended_at.is_(None))
+                    .values(ended_at=now))
+
+
+def log_in(db_session: Session, admin: Admin) -> None:
+    """A brand-new session for ``admin``: nothing from before the login survives.
+    The caller commits ``db_session``."""
+    token = start_session(db_session, admin, now=clock.now(),
+                          lifetime=current_app.config["ADMIN_SESSION_LIFETIME"])
     session.clear()
     session["admin_id"] = admin.id
     session["admin_version"] = session_version(admin)
-    session["admin_nonce"] = secrets.token_urlsafe(16)
-    session["admin_seen"] = int(time.time())
+    session["admin_sid"] = token
 
 
-def log_out() -> None:
+def log_out(db_session: Session) -> None:
+    """End this session in the database and clear the cookie (the caller commits)."""
+    token = session.get("admin_sid")
+    if isinstance(token, str):
+        end_session(db_session, token, now=clock.now())
     session.clear()
 
 
 def current_admin() -> Admin | None:
-    """The logged-in admin, or None (no session, idle too long, password changed)."""
+    """The logged-in admin, or None (no session, ended, idle too long, past its
+    lifetime, password changed, admin deactivated)."""
     if "admin" in g:
         return g.admin
     g.admin = None
-    admin_id = session.get("admin_id")
+    admin_id, token = session.get("admin_id"), session.get("admin_sid")
     if admin_id is None:
         return None
-    now = int(time.time())
-    seen = session.get("admin_seen", 0)
-    if not isinstance(seen, int) or now - seen > current_app.config["ADMIN_IDLE_TIMEOUT"]:
+    if not isinstance(token, str):
+        session.clear()
+        return None
+    now = clock.now()
+    # A write request takes SQLite's write lock now, before its first read.
+    db_session = get_session(write=request.method not in ("GET", "HEAD"))
+    row = db_session.get(AdminSession, _session_id(token))
+    idle = dt.timedelta(seconds=current_app.config["ADMIN_IDLE_TIMEOUT"])
+    if row is None or row.ended_at is not None or row.admin_id != admin_id \
+            or row.expires_at <= now:
+        session.clear()
+        return None
+    if now - row.last_seen_at > idle:
         session.clear()
         g.idle_expired = True
         return None
-    # A write request takes SQLite's write lock now, before its first read.
-    admin = get_session(write=request.method not in ("GET", "HEAD")).get(Admin, admin_id)
+    admin = db_session.get(Admin, admin_id)
     if admin is None or not admin.is_active or \
             session.get("admin_version") != session_version(admin):
         session.clear()
         return None
-    session["admin_seen"] = now
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        db_session.rollback()  # end the read: the write below starts with the write lock
+        db_session = get_session(write=True)
+        db_session.execute(update(AdminSession).where(AdminSession.id == row.id)
+                           .values(last_seen_at=now))
+        db_session.commit()
+        admin = db_session.get(Admin, admin_id)
     g.admin = admin
     return admin
 
@@ -147,6 +209,6 @@ def require_admin(view):
 def safe_next(target: str | None) -> str:
     """Only a path inside the admin; anything else goes to the dashboard."""
     if target and target.startswith("/admin/") and not target.startswith("//") \
-            and "\\" not in target:
+            and "\\" not in target and target.isprintable() and " " not in target:
         return target.rstrip("?")
     return url_for("admin.dashboard")

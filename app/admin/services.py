@@ -17,11 +17,11 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from app.admin.auth import hash_password, normalise_admin_email
+from app.admin.auth import end_all_sessions, hash_password, normalise_admin_email
 from app.admin.models import Admin, AuditEntry
 from app.db import utcnow
 from app.events.models import Event
-from app.subscribers.models import EspEvent, Subscriber, Subscription
+from app.subscribers.models import EspEvent, Subscriber, Subscription, address_key
 from app.subscribers.services import (
     InvalidEmail,
     default_channels,
@@ -88,6 +88,7 @@ def set_password(session: Session, email: str, password: str, app=None) -> Admin
     if admin is None:
         raise AdminError(f"no admin {email}", "email")
     admin.password_hash = hash_password(password, app)
+    end_all_sessions(session, admin, now=utcnow())
     session.flush()
     return admin
 
@@ -426,7 +427,7 @@ def find_subscribers(session: Session, query: str, limit: int = 50) -> list[Subs
     conditions = [Subscriber.external_id == query]
     if "@" in query:
         with contextlib.suppress(InvalidEmail):
-            conditions.append(Subscriber.email == normalise_email(query))
+            conditions.append(Subscriber.email_key == address_key(normalise_email(query)))
     escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     conditions.append(Subscriber.external_id.like(f"{escaped}%", escape="\\"))
     return list(session.scalars(
@@ -553,7 +554,7 @@ def undeliverable_page(session: Session, address: str, page: int, per_page: int 
     query = select(Subscriber).where(Subscriber.undeliverable_at.is_not(None),
                                      Subscriber.erased_at.is_(None))
     if address:
-        query = query.where(func.lower(Subscriber.email) == address.strip().lower())
+        query = query.where(Subscriber.email_key == address_key(address))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Subscriber.undeliverable_at.desc(), Subscriber.id)
                            .offset((page - 1) * per_page).limit(per_page)).all()

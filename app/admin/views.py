@@ -59,6 +59,7 @@ from app.preferences.views import (
     PAUSE_LABELS,
     page_context,
 )
+from app.security import MAX_INT
 from app.subscribers.models import EspEvent, Subscriber
 from app.subscribers.services import (
     Context,
@@ -87,8 +88,23 @@ def _actor() -> str:
     return current_admin().email
 
 
+# The largest page a query parameter may name: offsets and ids stay within the databases'
+# BIGINT, so a huge number is a 400 page, never an overflow deep in a query.
+MAX_PAGE = MAX_INT // 1000
+
+
+def _int_arg(name: str, default: int | None, high: int = MAX_INT) -> int | None:
+    """A positive integer query parameter (absent or empty: ``default``); else a 400."""
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 1 <= int(raw) <= high:
+        abort(400)
+    return int(raw)
+
+
 def _page() -> int:
-    return max(request.args.get("page", 1, type=int) or 1, 1)
+    return _int_arg("page", 1, MAX_PAGE)
 
 
 def _field_error(form, exc: AdminError) -> None:
@@ -127,8 +143,8 @@ def login():
         session = get_session(write=True)
         admin = authenticate(session, form.email.data, form.password.data)
         if admin is not None:
+            log_in(session, admin)
             session.commit()
-            log_in(admin)
             return redirect(safe_next(request.args.get("next")), code=303)
         session.rollback()
         error = _("That email and password do not match an administrator.")
@@ -143,7 +159,9 @@ def login():
 @bp.post("/logout")
 @require_admin
 def logout():
-    log_out()
+    session = get_session(write=True)
+    log_out(session)
+    session.commit()
     flash(_("You are logged out."))
     return redirect(url_for("admin.login"), code=303)
 
@@ -628,7 +646,7 @@ def _webhook_page(endpoint, status: int = 200, *, error: str | None = None, resu
     filter_ = request.args.get("status") or None
     if filter_ not in (None, *webhook_services.DELIVERY_FILTERS):
         abort(400)
-    before = request.args.get("before", type=int)
+    before = _int_arg("before", None)
     deliveries = webhook_services.list_deliveries(
         session, endpoint_id=endpoint.id, status=filter_, before_id=before, limit=PER_PAGE + 1)
     more = len(deliveries) > PER_PAGE

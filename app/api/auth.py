@@ -7,13 +7,15 @@ non-secret prefix and the hash is compared in constant time.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import hmac
 import secrets
 
 from flask import g, request
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.api.models import ApiKey
@@ -33,6 +35,53 @@ def create_api_key(session: Session, name: str) -> tuple[ApiKey, str]:
     session.add(key)
     session.flush()
     return key, plain
+
+
+# A key's last use is written at most this often (one small write per key and minute).
+LAST_USED_EVERY = dt.timedelta(seconds=60)
+
+
+class UnknownApiKey(LookupError):
+    pass
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    """Every key, oldest first (hashes only: the keys themselves were never stored)."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+def revoke_api_keys(session: Session, name_or_prefix: str, *,
+                    now: dt.datetime | None = None) -> list[ApiKey]:
+    """Revoke the key with this prefix, or every key with this name; returns those that
+    were live. The next request with a revoked key is refused, on every server, since each
+    request reads the key from the database. :class:`UnknownApiKey` if none matches."""
+    now = now or utcnow()
+    found = list(session.scalars(select(ApiKey).where(
+        or_(ApiKey.prefix == name_or_prefix, ApiKey.name == name_or_prefix))
+        .order_by(ApiKey.id)))
+    by_prefix = [k for k in found if k.prefix == name_or_prefix]
+    found = by_prefix or found
+    if not found:
+        raise UnknownApiKey(f"no API key named or prefixed {name_or_prefix!r}")
+    live = [k for k in found if k.revoked_at is None]
+    for key in live:
+        key.revoked_at = now
+    session.flush()
+    return live
+
+
+def _note_use(session: Session, key: ApiKey) -> None:
+    """Record when a key was last used (at most once a minute; never fails the request)."""
+    now = utcnow()
+    if key.last_used_at is not None and now - key.last_used_at < LAST_USED_EVERY:
+        return
+    session.rollback()
+    try:
+        get_session(write=True).execute(
+            update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        session.commit()
+    except OperationalError:  # the database is busy: the next request notes it
+        session.rollback()
 
 
 def verify_api_key(session: Session, presented: str) -> ApiKey | None:
@@ -66,6 +115,7 @@ def require_api_key(view):
             # (BEGIN IMMEDIATE on SQLite; a read upgraded to a write fails when
             # another writer went first). The key keeps its loaded values.
             session.expunge(key)
+            _note_use(session, key)
             session.rollback()
         if key is None:
             response = problem(401, "Unauthorized",

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, joinedload
 from app.api.errors import ApiProblem
 from app.db import iso_z, utcnow
 from app.events.models import Event, EventCommit
-from app.links.minting import LinkRequest, link_error, link_targets, link_topics
+from app.links.minting import LinkRequest, LinkTooLong, link_error, link_targets, link_topics
 from app.links.services import links_for
 from app.subscribers.models import Subscriber, Subscription, Suppression
 from app.subscribers.recipients import (
@@ -38,6 +38,7 @@ from app.subscribers.services import (
     UnknownChannel,
     UnknownFrequency,
     UnknownTopic,
+    by_address,
     by_external_id,
     change,
     create_subscriber,
@@ -231,7 +232,7 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
     ):
         raise invalid("/paused_until", "paused_until must be in the future; null resumes now.")
     if email is not None:
-        other = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        other = by_address(session, email)
         if subscriber is None and other is not None and other.external_id == external_id:
             # A concurrent request created this very subscriber after our first read (it
             # found no row to lock): this request becomes an update of it.
@@ -295,8 +296,13 @@ def mint_links(session: Session, app, requests: list[LinkRequest]) -> list[dict]
             results.append({"external_id": req.external_id,
                             "error": {"status": status, "detail": detail}})
             continue
-        links = links_for(app, targets[req.external_id], topic=req.topic,
-                          campaign=req.campaign, locale=req.locale)
+        try:
+            links = links_for(app, targets[req.external_id], topic=req.topic,
+                              campaign=req.campaign, locale=req.locale)
+        except LinkTooLong as exc:
+            results.append({"external_id": req.external_id,
+                            "error": {"status": 422, "detail": str(exc)}})
+            continue
         results.append({"external_id": req.external_id, **links})
     return results
 

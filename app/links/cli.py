@@ -19,6 +19,7 @@ from app.db import get_db
 from app.links.minting import (
     ONE_CLICK,
     LinkRequest,
+    LinkTooLong,
     Minter,
     campaign_error,
     link_error,
@@ -53,8 +54,13 @@ def mint_rows(session, minter: Minter, rows, *, locales, chunk: int = CHUNK):
                 yield [req.external_id, req.topic or "", req.campaign or "", "", "", "", "",
                        error]
                 continue
-            made = links(targets[req.external_id], topic=req.topic, campaign=req.campaign,
-                         locale=req.locale)
+            try:
+                made = links(targets[req.external_id], topic=req.topic,
+                             campaign=req.campaign, locale=req.locale)
+            except LinkTooLong as exc:
+                yield [req.external_id, req.topic or "", req.campaign or "", "", "", "", "",
+                       str(exc)]
+                continue
             yield [req.external_id, req.topic or "", req.campaign or "",
                    made["preferences_url"], made["unsubscribe_url"],
                    made["headers"]["List-Unsubscribe"], ONE_CLICK, ""]

@@ -20,7 +20,7 @@ from itsdangerous.encoding import base64_encode, int_to_bytes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.links.services import PREFERENCES, SALTS, UNSUBSCRIBE
+from app.links.services import MAX_TOKEN_LENGTH, PREFERENCES, SALTS, UNSUBSCRIBE
 from app.subscribers.models import Subscriber
 from app.topics.models import Topic
 
@@ -71,7 +71,16 @@ def link_topics(session: Session) -> LinkTopics:
     )
 
 
+class LinkTooLong(ValueError):
+    """A token longer than the pages accept (:data:`MAX_TOKEN_LENGTH`): never handed out."""
+
+
 def campaign_error(campaign: str | None) -> str | None:
+    """Why ``campaign`` cannot go into a link, or None: it must be printable text (control
+    characters are escaped six bytes each and would make a link the pages refuse) of at
+    most :data:`MAX_CAMPAIGN_BYTES` bytes."""
+    if campaign and not campaign.isprintable():
+        return "campaign must be printable text: no control characters, tabs or line breaks."
     if campaign and len(campaign.encode("utf-8")) > MAX_CAMPAIGN_BYTES:
         return (f"campaign must be at most {MAX_CAMPAIGN_BYTES} bytes (UTF-8) so that "
                 "links stay short.")
@@ -137,7 +146,11 @@ class Minter:
         while values and values[-1] == "":
             values.pop()
         value = base64_encode(self._encode(values).encode("utf-8")) + b"." + self._timestamp()
-        return self._sign(PREFERENCES, value), self._sign(UNSUBSCRIBE, value)
+        pref, unsub = self._sign(PREFERENCES, value), self._sign(UNSUBSCRIBE, value)
+        if len(pref) > MAX_TOKEN_LENGTH:  # both have the same length
+            raise LinkTooLong(f"the link would be {len(pref)} characters long; the pages "
+                              f"accept at most {MAX_TOKEN_LENGTH}")
+        return pref, unsub
 
     def links(self, target: LinkTarget, *, topic: str | None = None,
               campaign: str | None = None, locale: str | None = None) -> dict:

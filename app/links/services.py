@@ -19,6 +19,8 @@ from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int
 
 PREFERENCES = "preferences"
 UNSUBSCRIBE = "unsubscribe"
+# The longest token any page accepts; minting refuses to make a longer one.
+MAX_TOKEN_LENGTH = 512
 SALTS = {
     PREFERENCES: "prefcenter.link.preferences.v1",
     UNSUBSCRIBE: "prefcenter.link.unsubscribe.v1",
@@ -220,7 +222,7 @@ def open_link(session, signer: LinkSigner, purpose: str, token: str, *, for_upda
     """Verify ``token`` and load its subscriber: ``(claims, subscriber)`` or a LinkError."""
     from app.subscribers.services import by_public_id
 
-    if len(token) > 512:
+    if len(token) > MAX_TOKEN_LENGTH:
         raise InvalidLink("link is too long")
     claims = signer.loads(purpose, token)
     subscriber = by_public_id(session, claims.public_id, for_update=for_update)

@@ -7,7 +7,7 @@ import datetime as dt
 import secrets
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.db import Base, intpk, str16, str64, timestamp, utcnow
 from app.topics.models import CHANNELS, Role, Topic
@@ -18,13 +18,21 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def address_key(email: str) -> str:
+    """The form under which two addresses are the same address: ``Jane@X.com``,
+    ``jane@x.com`` and ``JANE@X.COM`` are one subscriber (and one suppression)."""
+    return email.strip().lower()
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
 
     id: Mapped[intpk]
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)  # as given, for display
+    # address_key(email), kept by the ``email`` setter: at most one subscriber per address.
+    email_key: Mapped[str | None] = mapped_column(String(320), unique=True)
     locale: Mapped[str16] = mapped_column(default="en")
     role_id: Mapped[int | None] = mapped_column(ForeignKey("roles.id", ondelete="SET NULL"))
     unsubscribed_all: Mapped[bool] = mapped_column(default=False)
@@ -44,6 +52,11 @@ class Subscriber(Base):
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", lazy="selectin"
     )
+
+    @validates("email")
+    def _keep_email_key(self, _key, email: str | None) -> str | None:
+        self.email_key = address_key(email) if email is not None else None
+        return email
 
     def subscription(self, topic_id: int) -> Subscription | None:
         return next((s for s in self.subscriptions if s.topic_id == topic_id), None)

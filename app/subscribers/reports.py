@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.subscribers.models import EspEvent, Subscriber
+from app.subscribers.models import EspEvent, Subscriber, address_key
 from app.subscribers.services import (
     Context,
     InvalidEmail,
@@ -68,7 +68,8 @@ def _subscriber(session: Session, address: str) -> Subscriber | None:
     except InvalidEmail:
         return None
     return session.scalars(
-        select(Subscriber).where(Subscriber.email == email, Subscriber.erased_at.is_(None))
+        select(Subscriber).where(Subscriber.email_key == address_key(email),
+                                 Subscriber.erased_at.is_(None))
         .with_for_update(of=Subscriber)
     ).unique().one_or_none()
 

@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 from app.db import iso_z, utcnow
 from app.events.models import Event
 from app.events.services import record_event, seal
-from app.subscribers.models import EspEvent, Subscriber, Subscription, Suppression
+from app.subscribers.models import (
+    EspEvent,
+    Subscriber,
+    Subscription,
+    Suppression,
+    address_key,
+)
 from app.topics.models import CHANNELS, FREQUENCIES, Role, Topic
 
 # "Leave it as it is", where None means "remove" (the phone, the pause).
@@ -123,7 +129,15 @@ def default_channels(topic: Topic) -> list[str]:
 
 
 def email_hash(email: str) -> str:
-    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+    return hashlib.sha256(address_key(email).encode("utf-8")).hexdigest()
+
+
+def by_address(session: Session, email: str, *, for_update: bool = False):
+    """The subscriber holding ``email`` in any letter case, or None."""
+    query = select(Subscriber).where(Subscriber.email_key == address_key(email))
+    if for_update:
+        query = query.with_for_update(of=Subscriber)
+    return session.scalars(query).unique().one_or_none()
 
 
 def is_suppressed(session: Session, email: str) -> bool:

@@ -17,7 +17,8 @@ MAX_OVERLAP = 366 * 24 * 3600
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 Source = Literal[SOURCES]  # type: ignore[valid-type]
 PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
-URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~-]+(:{PORT})?([/?][^\s#]*)?$"
+URL_PATTERN = (rf"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(:{PORT})?"
+               r"([/?][^\s#]*)?$")
 
 
 def _url(value):

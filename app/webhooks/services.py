@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
+from flask import current_app, has_app_context
 from sqlalchemy import case, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.events.models import EVENT_TYPES, SOURCES, Event
-from app.webhooks import transport
+from app.webhooks import destinations, transport
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -65,6 +66,8 @@ class WebhookSettings:
     lease: float = 300
     concurrency: int = 16
     poll_interval: float = 1.0
+    allow_private: bool = False
+    test_timeout: float = 3.0
 
     @classmethod
     def from_config(cls, config: Mapping) -> WebhookSettings:
@@ -79,11 +82,12 @@ class WebhookSettings:
             lease=float(config.get("WEBHOOK_LEASE", 300)),
             concurrency=int(config.get("WEBHOOK_CONCURRENCY", 16)),
             poll_interval=float(config.get("WEBHOOK_POLL_INTERVAL", 1)),
+            allow_private=bool(config.get("WEBHOOK_ALLOW_PRIVATE", False)),
+            test_timeout=float(config.get("WEBHOOK_TEST_TIMEOUT", 3)),
         )
 
 
 def current_settings() -> WebhookSettings:
-    from flask import current_app
 
     return WebhookSettings.from_config(current_app.config)
 
@@ -106,8 +110,10 @@ def generate_secret() -> str:
     return transport.SECRET_PREFIX + base64.b64encode(secrets_module.token_bytes(32)).decode()
 
 
-def validate_url(url) -> str:
-    """An absolute http(s) URL with a host, or :class:`InvalidUrl`."""
+def validate_url(url, *, allow_private: bool | None = None) -> str:
+    """An absolute http(s) URL with a host, no credentials, and (unless ``allow_private``,
+    by default ``PREFCENTER_WEBHOOK_ALLOW_PRIVATE``) no loopback, private or otherwise
+    non-public address (:mod:`app.webhooks.destinations`), or :class:`InvalidUrl`."""
     if not isinstance(url, str) or not url.strip():
         raise InvalidUrl("url is required")
     url = url.strip()
@@ -122,8 +128,18 @@ def validate_url(url) -> str:
         raise InvalidUrl("url must start with http:// or https://")
     if not parts.hostname:
         raise InvalidUrl("url has no host")
+    if "@" in parts.netloc:
+        raise InvalidUrl("url must not hold credentials (user:password@); the signature "
+                         "authenticates each webhook")
     if parts.fragment:
         raise InvalidUrl("url must not have a #fragment")
+    if allow_private is None:
+        allow_private = has_app_context() and current_settings().allow_private
+    if not allow_private:
+        reason = destinations.host_refusal(parts.hostname)
+        if reason is not None:
+            raise InvalidUrl(f"url must point at a public address: {reason} (set "
+                             "PREFCENTER_WEBHOOK_ALLOW_PRIVATE=1 to allow it in development)")
     return url
 
 
@@ -460,7 +476,9 @@ def send_test_event(session: Session, endpoint: WebhookEndpoint, *,
     body = transport.render_body(TEST_EVENT_TYPE, now, {"endpoint_id": endpoint.id})
     msg_id = "msg_test_" + secrets_module.token_hex(8)
     own = client is None
-    client = client or transport.make_client(settings.timeout, 1)
+    # A short timeout: this runs on a web worker, which must not wait the worker's full one.
+    client = client or transport.make_client(min(settings.timeout, settings.test_timeout), 1,
+                                             allow_private=settings.allow_private)
     try:
         return transport.post(client, endpoint.url, endpoint_secrets(endpoint, now), msg_id,
                               body)

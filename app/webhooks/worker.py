@@ -178,7 +178,8 @@ class Worker:
         self.worker_id = (worker_id or default_worker_id())[:64]
         self.concurrency = max(1, concurrency or settings.concurrency)
         self._own_client = client is None
-        self.client = client or transport.make_client(settings.timeout, self.concurrency)
+        self.client = client or transport.make_client(
+            settings.timeout, self.concurrency, allow_private=settings.allow_private)
 
     def close(self) -> None:
         if self._own_client:
