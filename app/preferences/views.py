@@ -12,7 +12,9 @@ from flask_babel import lazy_gettext as _l
 from app import clock
 from app.db import get_session
 from app.errors import problem, wants_json
-from app.limits import limiter, public_limit
+from app.i18n import pick
+from app.limits import limiter, mail_limit, public_limit
+from app.links.minting import LinkTarget
 from app.links.services import (
     PREFERENCES,
     ExpiredLink,
@@ -21,10 +23,12 @@ from app.links.services import (
     links_for,
     open_link,
 )
-from app.mail.services import send_template
+from app.mail.services import MailSettings
+from app.mail.services import queue as queue_mail
 from app.preferences.forms import FreshLinkForm, PreferencesForm
 from app.preferences.services import (
     allowed_topics,
+    fresh_link_target,
     mask_email,
     offers_sms,
     page_rows,
@@ -37,7 +41,6 @@ from app.subscribers.services import (
     NoChannel,
     PhoneRequired,
     PreferenceError,
-    by_public_id,
     change,
     is_paused,
 )
@@ -151,28 +154,41 @@ def save(token: str):
 
 
 @bp.post("/<token>/renew")
-@limiter.limit("5 per hour")
+@limiter.limit(mail_limit)
 def renew(token: str):
-    """An expired link may still name its subscriber: mail them a fresh one."""
+    """An expired link may still name its subscriber: mail them a fresh one.
+
+    Every case (a subscriber we know, an erased or unknown one, a forged link, a recipient
+    past their limit, SMTP down) does the same work and gets the same page: one lookup,
+    one queued (or dropped) message, one commit. The worker sends it later.
+    """
     FreshLinkForm().validate_on_submit() or abort(400)
+    session = get_session(write=True)
     try:
-        open_link(get_session(), get_signer(current_app), PREFERENCES, token)
+        open_link(session, get_signer(current_app), PREFERENCES, token)
     except ExpiredLink as exc:
         claims = exc.claims
     except LinkError:
         claims = None
     else:
         return redirect(url_for("preferences.page", token=token), code=303)
-    subscriber = by_public_id(get_session(), claims.public_id) if claims else None
-    if subscriber is not None and subscriber.email and claims.epoch >= subscriber.link_epoch:
-        g.subscriber_locale = subscriber.locale
-        locale = str(get_locale())
-        links = links_for(current_app, subscriber, locale=claims.locale)
-        send_template(current_app, to=subscriber.email, locale=locale,
-                      subject=lambda: _("Your link to manage your email preferences"),
-                      template="mail/fresh_link.txt", url=links["preferences_url"],
-                      brand=current_app.config["BRAND_NAME"])
-    # The same answer whether or not a message went out: no enumeration.
+    if claims is not None:  # the link itself says which language the page speaks
+        g.link_locale = claims.locale
+    # One query in every case (a public id nobody has when the link named none), and a
+    # link minted in every case: the answer's time says nothing about the subscriber.
+    found = fresh_link_target(session, claims.public_id if claims else "-")
+    if found is not None and claims.epoch < found.link_epoch:
+        found = None  # a revoked link: nobody to send to
+    target = found or LinkTarget(claims.public_id if claims else "-", 0)
+    url = links_for(current_app, target, locale=claims.locale if claims else None)
+    locale = (pick(claims.locale) if claims else None) or (pick(found.locale) if found else None)
+    queue_mail(
+        session, MailSettings.from_config(current_app.config), kind="fresh_link",
+        to=found.email if found else None,
+        locale=locale or current_app.config["DEFAULT_LOCALE"],
+        context={"url": url["preferences_url"]}, subscriber_id=found.id if found else None,
+    )
+    session.commit()
     return render_template("preferences/renewed.html")
 
 

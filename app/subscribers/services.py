@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 from app.db import iso_z, utcnow
 from app.events.models import Event
 from app.events.services import record_event, seal
-from app.subscribers.models import EspEvent, Subscriber, Subscription, Suppression
+from app.mail.services import forget as forget_mail
+from app.subscribers.models import (
+    EspEvent,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
 from app.topics.models import CHANNELS, FREQUENCIES, Role, Topic
 
 # "Leave it as it is", where None means "remove" (the phone, the pause).
@@ -434,6 +440,8 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
         report.email = None
         report.raw = {"erased": True}
         report.detail = ""
+    # Mail queued to or about it.
+    forget_mail(session, subscriber.id)
     seal(session, subscriber, [event], final)
     for past in history:
         if past is event:
