@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from app.db import get_db, utcnow, write_session
 from app.links.services import PREFERENCES, get_signer
@@ -152,8 +152,29 @@ def test_the_answer_takes_the_same_time_in_every_case(live_app, live_session, li
             assert renewer.renew(token).status_code == 200
             times[name].append((time.perf_counter() - started) * 1000)
     fastest = {name: min(values) for name, values in times.items()}
-    # Before the outbox a known subscriber took 51 ms against 3.5 ms for an erased one.
-    assert max(fastest.values()) - min(fastest.values()) < 3.0, fastest
+    # Before the outbox a known subscriber took 51 ms against 3.5 ms for an erased one; with
+    # SMTP put back on the request path this test measures 24 ms against 2.6 ms. The bound
+    # leaves room for a PostgreSQL server sharing two loaded cores with the test.
+    assert max(fastest.values()) - min(fastest.values()) < 10.0, fastest
+
+    # The same work, statement for statement, in every case (the deterministic half).
+    statements: list[str] = []
+    engine = get_db(live_app).engine
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):
+        statements.append(statement)
+
+    work = {}
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for name, token in tokens.items():
+            statements.clear()
+            renewer.renew(token)
+            work[name] = list(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert work["known"] == work["erased"] == work["forged"], work
+    assert any(s.startswith("INSERT INTO mail_messages") for s in work["known"])
     assert smtp_server.messages == []  # nothing is sent on the request path
 
 
