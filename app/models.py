@@ -8,6 +8,7 @@ from app.events.models import Event
 from app.mail.models import MailMessage
 from app.sends.models import LastSend
 from app.subscribers.models import (
+    AddressChange,
     EspEvent,
     Subscriber,
     Subscription,
@@ -26,7 +27,7 @@ from app.topics.models import (
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
-    "Admin", "ApiKey", "AuditEntry", "Base", "EspEvent", "EspNonce", "Event",
+    "AddressChange", "Admin", "ApiKey", "AuditEntry", "Base", "EspEvent", "EspNonce", "Event",
     "FollowLink", "FollowLinkTranslation", "LastSend", "MailMessage", "Role", "RoleTopic",
     "RoleTopicTranslation", "RoleTranslation", "Subscriber", "Subscription", "Suppression",
     "Topic", "TopicTranslation", "WebhookDelivery", "WebhookEndpoint",

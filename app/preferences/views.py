@@ -8,6 +8,7 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import IntegrityError
 
 from app import clock
 from app.db import get_session
@@ -25,7 +26,8 @@ from app.links.services import (
 )
 from app.mail.services import MailSettings
 from app.mail.services import queue as queue_mail
-from app.preferences.forms import FreshLinkForm, PreferencesForm
+from app.preferences.address import CodeNotUsable, SameAddress, confirm, open_code, request_change
+from app.preferences.forms import AddressChangeForm, FreshLinkForm, PreferencesForm
 from app.preferences.services import (
     allowed_topics,
     fresh_link_target,
@@ -36,7 +38,9 @@ from app.preferences.services import (
     transactional_names,
 )
 from app.subscribers.services import (
+    AddressTaken,
     Context,
+    InvalidEmail,
     InvalidPhone,
     NoChannel,
     PhoneRequired,
@@ -190,6 +194,87 @@ def renew(token: str):
     )
     session.commit()
     return render_template("preferences/renewed.html")
+
+
+# Change of address (docs/address-change.md) ----------------------------------------------
+
+
+@bp.errorhandler(CodeNotUsable)
+def code_not_usable(exc: CodeNotUsable):
+    return render_template("preferences/address_error.html", reason=exc.reason), exc.status
+
+
+def _address_form(token, subscriber, form, *, error=None, status=200):
+    return render_template("preferences/address.html", token=token, form=form, error=error,
+                           masked_email=mask_email(subscriber.email),
+                           privacy_url=current_app.config["PRIVACY_URL"]), status
+
+
+@bp.get("/<token>/email")
+@limiter.limit(public_limit)
+def address_form(token: str):
+    _session, _claims, subscriber = _open(token)
+    return _address_form(token, subscriber, AddressChangeForm())
+
+
+@bp.post("/<token>/email")
+@limiter.limit(mail_limit)
+def address_request(token: str):
+    session, _claims, subscriber = _open(token, for_update=True)
+    form = AddressChangeForm()
+    form.validate_on_submit() or abort(400)
+    try:
+        new = request_change(
+            session, subscriber, form.email.data or "",
+            mail=MailSettings.from_config(current_app.config),
+            max_age=current_app.config["ADDRESS_CHANGE_MAX_AGE"], locale=str(get_locale()),
+            confirm_url=lambda code: current_app.config["BASE_URL"]
+            + url_for("preferences.address_confirm", code=code),
+        )
+    except InvalidEmail:
+        session.rollback()
+        return _address_form(token, subscriber, form, status=400, error=_(
+            "That email address does not look right. Check it and try again."))
+    except SameAddress:
+        session.rollback()
+        return _address_form(token, subscriber, form, status=400, error=_(
+            "That is the address we already have. Enter the new one."))
+    session.commit()
+    hours = max(1, round(current_app.config["ADDRESS_CHANGE_MAX_AGE"] / 3600))
+    return render_template("preferences/address_sent.html", token=token, email=new,
+                           hours=hours)
+
+
+@bp.get("/email/<code>")
+@limiter.limit(public_limit)
+def address_confirm_page(code: str):
+    """Changes nothing (mail scanners open links): shows the address and one button."""
+    pending, subscriber = open_code(get_session(), code)
+    g.subscriber_locale = subscriber.locale
+    return render_template("preferences/address_confirm.html", code=code, form=PreferencesForm(),
+                           email=pending.new_email)
+
+
+@bp.post("/email/<code>")
+@limiter.limit(public_limit)
+def address_confirm(code: str):
+    session = get_session(write=True)
+    pending, subscriber = open_code(session, code, for_update=True)
+    g.subscriber_locale = subscriber.locale
+    PreferencesForm().validate_on_submit() or abort(400)
+    try:
+        with session.begin_nested():
+            confirm(session, pending, subscriber, context=Context(source="preference_page"))
+    except (AddressTaken, IntegrityError):
+        # Someone else's address (or taken a moment ago): said only to whoever reads its
+        # mail, and never whose it is. Nothing changes; the link stays unused.
+        session.rollback()
+        return render_template("preferences/address_done.html", taken=True,
+                               email=pending.new_email), 409
+    session.commit()
+    url = links_for(current_app, subscriber)["preferences_url"]
+    return render_template("preferences/address_done.html", taken=False,
+                           email=subscriber.email, url=url)
 
 
 def _input_error(exc: PreferenceError) -> str:
