@@ -75,6 +75,9 @@ def init_app(app: Flask) -> None:
     from app.webhooks.cli import webhooks_group
 
     app.cli.add_command(webhooks_group)
+    from app.mail.cli import mail_group
+
+    app.cli.add_command(mail_group)
     from app.admin.cli import admins_group
 
     app.cli.add_command(admins_group)

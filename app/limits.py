@@ -48,3 +48,8 @@ def retry_after(app: Flask, limit: str, scope: str, key: str) -> int | None:
             reset = strategy.get_window_stats(item, key, scope).reset_time
             return max(1, math.ceil(reset - time.time()))
     return None
+
+
+def mail_limit():
+    """Requests that send mail (a fresh link, a change of address), per client address."""
+    return current_app.config["RATELIMIT_MAIL"]

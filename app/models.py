@@ -5,8 +5,15 @@ from app.api.models import ApiKey
 from app.db import Base
 from app.esp.models import EspNonce
 from app.events.models import Event
+from app.mail.models import MailMessage
 from app.sends.models import LastSend
-from app.subscribers.models import EspEvent, Subscriber, Subscription, Suppression
+from app.subscribers.models import (
+    AddressChange,
+    EspEvent,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
 from app.topics.models import (
     FollowLink,
     FollowLinkTranslation,
@@ -20,8 +27,8 @@ from app.topics.models import (
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
-    "Admin", "ApiKey", "AuditEntry", "Base", "EspEvent", "EspNonce", "Event", "FollowLink",
-    "FollowLinkTranslation", "LastSend", "Role", "RoleTopic", "RoleTopicTranslation",
-    "RoleTranslation", "Subscriber", "Subscription", "Suppression", "Topic", "TopicTranslation",
-    "WebhookDelivery", "WebhookEndpoint",
+    "AddressChange", "Admin", "ApiKey", "AuditEntry", "Base", "EspEvent", "EspNonce", "Event",
+    "FollowLink", "FollowLinkTranslation", "LastSend", "MailMessage", "Role", "RoleTopic",
+    "RoleTopicTranslation", "RoleTranslation", "Subscriber", "Subscription", "Suppression",
+    "Topic", "TopicTranslation", "WebhookDelivery", "WebhookEndpoint",
 ]

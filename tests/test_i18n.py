@@ -14,6 +14,7 @@ from app.config import ROOT, from_environ
 from app.demo import ROLES, TOPICS
 from app.events.models import Event
 from app.i18n import cli as i18n_cli
+from app.mail.worker import MailWorker
 from app.subscribers.models import Subscriber
 from app.topics.models import Role, RoleTopic, Topic, TopicTranslation
 from tests.conftest import csrf_from
@@ -508,6 +509,8 @@ def test_fresh_link_mail_is_in_the_subscribers_language(app, client, catalogue, 
     response = client.post(f"/p/{token}/renew", data={"csrf_token": csrf_from(html)},
                            headers={"Accept-Language": "en"})
     assert response.status_code == 200
+    assert smtp_server.messages == []  # queued: the worker sends it
+    MailWorker(app).run_once()
     message = smtp_server.wait_for_message()
     assert message["Subject"] == subject
     body = message.get_content()

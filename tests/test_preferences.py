@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from app.events.models import Event
 from app.links.services import PREFERENCES, UNSUBSCRIBE, get_signer
+from app.mail.worker import MailWorker
 from app.subscribers.models import Subscriber
 from tests.conftest import csrf_from
 
@@ -271,6 +272,8 @@ def test_expired_link_offers_a_fresh_one_by_email(app, client, session, catalogu
     renew = client.post(f"/p/{token}/renew", data={"csrf_token": csrf_from(html)})
     assert renew.status_code == 200
     assert "Check your inbox" in renew.get_data(as_text=True)
+    assert smtp_server.messages == []  # queued: the worker sends it
+    MailWorker(app).run_once()
     message = smtp_server.wait_for_message()
     assert message["To"] == "late@example.com"
     fresh = re.search(r"http://localhost(/p/\S+)", message.get_content()).group(1)

@@ -14,6 +14,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from app.config import DEFAULT_RETRY_SCHEDULE
 from app.events.models import Event
+from app.retry import retry_delay
 from app.subscribers.services import Context, change, create_subscriber, unsubscribe
 from app.webhooks import transport
 from app.webhooks.models import WebhookDelivery
@@ -28,7 +29,6 @@ from app.webhooks.services import (
     list_deliveries,
     replay_delivery,
     replay_range,
-    retry_delay,
     signing_secrets,
     validate_event_types,
     validate_url,

@@ -3,7 +3,9 @@ the form class carries CSRF protection and the fixed fields."""
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from wtforms import StringField
 
 
 class PreferencesForm(FlaskForm):
@@ -12,3 +14,9 @@ class PreferencesForm(FlaskForm):
 
 class FreshLinkForm(FlaskForm):
     """Ask for a fresh preference link by email."""
+
+
+class AddressChangeForm(FlaskForm):
+    """The new address; checked by the rules (``normalise_email``), not by WTForms."""
+
+    email = StringField(_l("New email address"))

@@ -57,6 +57,26 @@ def page_rows(subscriber: Subscriber, locale: str, default_locale: str) -> list[
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class FreshLinkTarget:
+    id: int
+    public_id: str
+    link_epoch: int
+    email: str
+    locale: str | None
+
+
+def fresh_link_target(session: Session, public_id: str) -> FreshLinkTarget | None:
+    """What a fresh link by email needs of a live subscriber with an address, in one
+    query whose cost does not depend on the answer (no relationships loaded)."""
+    s = Subscriber
+    row = session.execute(
+        select(s.id, s.public_id, s.link_epoch, s.email, s.locale)
+        .where(s.public_id == public_id, s.erased_at.is_(None), s.email.is_not(None))
+    ).one_or_none()
+    return FreshLinkTarget(*row) if row is not None else None
+
+
 def transactional_names(session: Session, locale: str, default_locale: str) -> list[str]:
     topics = session.scalars(
         select(Topic).where(Topic.kind == "transactional", Topic.archived.is_(False))

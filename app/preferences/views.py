@@ -8,11 +8,14 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import IntegrityError
 
 from app import clock
 from app.db import get_session
 from app.errors import problem, wants_json
-from app.limits import limiter, public_limit
+from app.i18n import pick
+from app.limits import limiter, mail_limit, public_limit
+from app.links.minting import LinkTarget
 from app.links.services import (
     PREFERENCES,
     ExpiredLink,
@@ -21,10 +24,13 @@ from app.links.services import (
     links_for,
     open_link,
 )
-from app.mail.services import send_template
-from app.preferences.forms import FreshLinkForm, PreferencesForm
+from app.mail.services import MailSettings
+from app.mail.services import queue as queue_mail
+from app.preferences.address import CodeNotUsable, SameAddress, confirm, open_code, request_change
+from app.preferences.forms import AddressChangeForm, FreshLinkForm, PreferencesForm
 from app.preferences.services import (
     allowed_topics,
+    fresh_link_target,
     mask_email,
     offers_sms,
     page_rows,
@@ -32,12 +38,13 @@ from app.preferences.services import (
     transactional_names,
 )
 from app.subscribers.services import (
+    AddressTaken,
     Context,
+    InvalidEmail,
     InvalidPhone,
     NoChannel,
     PhoneRequired,
     PreferenceError,
-    by_public_id,
     change,
     is_paused,
 )
@@ -151,29 +158,123 @@ def save(token: str):
 
 
 @bp.post("/<token>/renew")
-@limiter.limit("5 per hour")
+@limiter.limit(mail_limit)
 def renew(token: str):
-    """An expired link may still name its subscriber: mail them a fresh one."""
+    """An expired link may still name its subscriber: mail them a fresh one.
+
+    Every case (a subscriber we know, an erased or unknown one, a forged link, a recipient
+    past their limit, SMTP down) does the same work and gets the same page: one lookup,
+    one queued (or dropped) message, one commit. The worker sends it later.
+    """
     FreshLinkForm().validate_on_submit() or abort(400)
+    session = get_session(write=True)
     try:
-        open_link(get_session(), get_signer(current_app), PREFERENCES, token)
+        open_link(session, get_signer(current_app), PREFERENCES, token)
     except ExpiredLink as exc:
         claims = exc.claims
     except LinkError:
         claims = None
     else:
         return redirect(url_for("preferences.page", token=token), code=303)
-    subscriber = by_public_id(get_session(), claims.public_id) if claims else None
-    if subscriber is not None and subscriber.email and claims.epoch >= subscriber.link_epoch:
-        g.subscriber_locale = subscriber.locale
-        locale = str(get_locale())
-        links = links_for(current_app, subscriber, locale=claims.locale)
-        send_template(current_app, to=subscriber.email, locale=locale,
-                      subject=lambda: _("Your link to manage your email preferences"),
-                      template="mail/fresh_link.txt", url=links["preferences_url"],
-                      brand=current_app.config["BRAND_NAME"])
-    # The same answer whether or not a message went out: no enumeration.
+    if claims is not None:  # the link itself says which language the page speaks
+        g.link_locale = claims.locale
+    # One query in every case (a public id nobody has when the link named none), and a
+    # link minted in every case: the answer's time says nothing about the subscriber.
+    found = fresh_link_target(session, claims.public_id if claims else "-")
+    if found is not None and claims.epoch < found.link_epoch:
+        found = None  # a revoked link: nobody to send to
+    target = found or LinkTarget(claims.public_id if claims else "-", 0)
+    url = links_for(current_app, target, locale=claims.locale if claims else None)
+    locale = (pick(claims.locale) if claims else None) or (pick(found.locale) if found else None)
+    queue_mail(
+        session, MailSettings.from_config(current_app.config), kind="fresh_link",
+        to=found.email if found else None,
+        locale=locale or current_app.config["DEFAULT_LOCALE"],
+        context={"url": url["preferences_url"]}, subscriber_id=found.id if found else None,
+    )
+    session.commit()
     return render_template("preferences/renewed.html")
+
+
+# Change of address (docs/address-change.md) ----------------------------------------------
+
+
+@bp.errorhandler(CodeNotUsable)
+def code_not_usable(exc: CodeNotUsable):
+    return render_template("preferences/address_error.html", reason=exc.reason), exc.status
+
+
+def _address_form(token, subscriber, form, *, error=None, status=200):
+    return render_template("preferences/address.html", token=token, form=form, error=error,
+                           masked_email=mask_email(subscriber.email),
+                           privacy_url=current_app.config["PRIVACY_URL"]), status
+
+
+@bp.get("/<token>/email")
+@limiter.limit(public_limit)
+def address_form(token: str):
+    _session, _claims, subscriber = _open(token)
+    return _address_form(token, subscriber, AddressChangeForm())
+
+
+@bp.post("/<token>/email")
+@limiter.limit(mail_limit)
+def address_request(token: str):
+    session, _claims, subscriber = _open(token, for_update=True)
+    form = AddressChangeForm()
+    form.validate_on_submit() or abort(400)
+    try:
+        new = request_change(
+            session, subscriber, form.email.data or "",
+            mail=MailSettings.from_config(current_app.config),
+            max_age=current_app.config["ADDRESS_CHANGE_MAX_AGE"], locale=str(get_locale()),
+            confirm_url=lambda code: current_app.config["BASE_URL"]
+            + url_for("preferences.address_confirm", code=code),
+        )
+    except InvalidEmail:
+        session.rollback()
+        return _address_form(token, subscriber, form, status=400, error=_(
+            "That email address does not look right. Check it and try again."))
+    except SameAddress:
+        session.rollback()
+        return _address_form(token, subscriber, form, status=400, error=_(
+            "That is the address we already have. Enter the new one."))
+    session.commit()
+    hours = max(1, round(current_app.config["ADDRESS_CHANGE_MAX_AGE"] / 3600))
+    return render_template("preferences/address_sent.html", token=token, email=new,
+                           hours=hours)
+
+
+@bp.get("/email/<code>")
+@limiter.limit(public_limit)
+def address_confirm_page(code: str):
+    """Changes nothing (mail scanners open links): shows the address and one button."""
+    pending, subscriber = open_code(get_session(), code)
+    g.subscriber_locale = subscriber.locale
+    return render_template("preferences/address_confirm.html", code=code, form=PreferencesForm(),
+                           email=pending.new_email)
+
+
+@bp.post("/email/<code>")
+@limiter.limit(public_limit)
+def address_confirm(code: str):
+    session = get_session(write=True)
+    pending, subscriber = open_code(session, code, for_update=True)
+    g.subscriber_locale = subscriber.locale
+    PreferencesForm().validate_on_submit() or abort(400)
+    try:
+        with session.begin_nested():
+            confirm(session, pending, subscriber, context=Context(source="preference_page"))
+    except (AddressTaken, IntegrityError):
+        # Someone else's address (or taken a moment ago): said only to whoever reads its
+        # mail, and never whose it is. Nothing changes; the link stays unused.
+        session.rollback()
+        return render_template("preferences/address_done.html", taken=True,
+                               email=pending.new_email), 409
+    session.commit()
+    url = links_for(current_app, subscriber)["preferences_url"]
+    return render_template("preferences/address_done.html", taken=False,
+                           email=subscriber.email, url=url)
 
 
 def _input_error(exc: PreferenceError) -> str:

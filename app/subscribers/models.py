@@ -144,3 +144,23 @@ class EspEvent(Base):
     raw: Mapped[dict]
     occurred_at: Mapped[dt.datetime | None]
     created_at: Mapped[timestamp]
+
+
+class AddressChange(Base):
+    """A change of address the subscriber asked for, waiting for the new address to confirm.
+
+    The confirmation link carries a random code; only its sha256 is stored. A code works
+    once (``confirmed_at``) and until ``expires_at``; a newer request replaces older ones.
+    """
+
+    __tablename__ = "address_changes"
+
+    id: Mapped[intpk]
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    new_email: Mapped[str] = mapped_column(String(320))
+    code_hash: Mapped[str64] = mapped_column(unique=True)
+    created_at: Mapped[timestamp]
+    expires_at: Mapped[dt.datetime]
+    confirmed_at: Mapped[dt.datetime | None]

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from app.db import iso_z, utcnow
 from app.events.models import Event
 from app.events.services import record_event, seal
+from app.mail.services import forget as forget_mail
 from app.subscribers.models import (
+    AddressChange,
     EspEvent,
     Subscriber,
     Subscription,
@@ -61,6 +63,10 @@ class PhoneRequired(PreferenceError):
 
 class NoChannel(PreferenceError):
     """A topic switched on with none of its channels chosen."""
+
+
+class AddressTaken(PreferenceError):
+    """Another subscriber has this address (compared case-insensitively)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +454,10 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
         report.email = None
         report.raw = {"erased": True}
         report.detail = ""
+    # Mail queued to or about it, and any change of address waiting for confirmation.
+    forget_mail(session, subscriber.id)
+    session.execute(delete(AddressChange).where(AddressChange.subscriber_id == subscriber.id)
+                    .execution_options(synchronize_session=False))
     seal(session, subscriber, [event], final)
     for past in history:
         if past is event:
@@ -457,6 +467,30 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
         past.payload = _scrubbed(past.payload, emails)
     session.flush()
     return event
+
+
+def address_taken(session: Session, email: str, *, besides: Subscriber | None = None) -> bool:
+    """Whether a subscriber other than ``besides`` has ``email``, whatever its case."""
+    query = select(Subscriber.id).where(Subscriber.email_key == address_key(email))
+    if besides is not None:
+        query = query.where(Subscriber.id != besides.id)
+    return session.scalar(query.limit(1)) is not None
+
+
+def change_address(session: Session, subscriber: Subscriber, email: str, *,
+                   context: Context) -> list[Event]:
+    """Move ``subscriber`` to a new address: one ``email.changed`` event.
+
+    Everything else is the subscriber's row and travels with it (subscriptions,
+    frequencies, channels, pause, links). An address another subscriber has raises
+    :class:`AddressTaken`; a suppressed (erased) address stays suppressed: the subscriber
+    is unsubscribed from all marketing with it, and the change cannot lift that.
+    """
+    email = normalise_email(email)
+    if address_taken(session, email, besides=subscriber):
+        raise AddressTaken("the address belongs to another subscriber")
+    return change(session, subscriber, context=context, email=email, allowed={},
+                  unsubscribed_all=True if is_suppressed(session, email) else None)
 
 
 def resume_due(session: Session, now: dt.datetime, *, limit: int = 1000) -> list[Event]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import random
 import secrets as secrets_module
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.events.models import EVENT_TYPES, SOURCES, Event
+from app.retry import parse_schedule
 from app.webhooks import destinations, transport
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -71,11 +71,8 @@ class WebhookSettings:
 
     @classmethod
     def from_config(cls, config: Mapping) -> WebhookSettings:
-        schedule = config.get("WEBHOOK_RETRY_SCHEDULE", [])
-        if isinstance(schedule, str):
-            schedule = [part for part in schedule.split(",") if part.strip()]
         return cls(
-            retry_schedule=tuple(float(s) for s in schedule),
+            retry_schedule=parse_schedule(config.get("WEBHOOK_RETRY_SCHEDULE", [])),
             timeout=float(config.get("WEBHOOK_TIMEOUT", 10)),
             disable_after=float(config.get("WEBHOOK_DISABLE_AFTER", 5 * 86400)),
             secret_overlap=float(config.get("WEBHOOK_SECRET_OVERLAP", 86400)),
@@ -90,16 +87,6 @@ class WebhookSettings:
 def current_settings() -> WebhookSettings:
 
     return WebhookSettings.from_config(current_app.config)
-
-
-def retry_delay(schedule: tuple[float, ...], failed_attempts: int,
-                rng: random.Random | None = None) -> float | None:
-    """Seconds to wait after the ``failed_attempts``-th failure (+-20% jitter), or
-    ``None`` when the schedule is exhausted and the delivery is dead."""
-    if failed_attempts > len(schedule):
-        return None
-    base = schedule[failed_attempts - 1]
-    return base * (rng or random).uniform(0.8, 1.2)
 
 
 # Endpoints ---------------------------------------------------------------------------------

@@ -33,10 +33,11 @@ from sqlalchemy.exc import DBAPIError
 from app.db import Database, write_session
 from app.db import utcnow as _utcnow
 from app.events.models import Event
+from app.retry import retry_delay
 from app.subscribers.services import resume_due
 from app.webhooks import transport
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
-from app.webhooks.services import DEAD, DELIVERED, PENDING, WebhookSettings, retry_delay
+from app.webhooks.services import DEAD, DELIVERED, PENDING, WebhookSettings
 from app.webhooks.services import signing_secrets as _signing_secrets
 
 log = logging.getLogger(__name__)
