@@ -361,14 +361,39 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
     return events
 
 
+def stops_topic(kind: str | None) -> bool:
+    """Whether unsubscribing by a topic (of this kind) stops that topic alone.
+
+    Only a marketing topic does; a topic that is transactional or unknown (None), or no
+    topic at all, means all marketing: the intent "stop mailing me" is honoured fully.
+    """
+    return kind == "marketing"
+
+
+def unsubscribe_in_force(*, unsubscribed_all: bool, topic_kind: str | None,
+                         subscribed: bool | None) -> bool:
+    """Whether :func:`unsubscribe` by a topic of ``topic_kind`` would change nothing.
+
+    ``subscribed`` is the subscriber's subscription to that topic (None: none at all,
+    which is as unsubscribed as one switched off).
+    """
+    if stops_topic(topic_kind):
+        return not subscribed
+    return bool(unsubscribed_all)
+
+
 def unsubscribe(session: Session, subscriber: Subscriber, topic: str | None, *,
                 context: Context) -> list[Event]:
-    """Stop a topic (or, without one, all marketing). Repeats change nothing."""
+    """Stop a topic (or, without one, all marketing). Repeats change nothing.
+
+    The one unsubscribe rule: the page, the one-click, the API, the admin, the import and
+    the ESP intake all end here (or in :func:`change`, which this calls).
+    """
     if topic is not None:
         # The subscriber's subscriptions are loaded already: no query for a known topic.
         found = next((s.topic for s in subscriber.subscriptions if s.topic.slug == topic),
                      None) or session.scalar(select(Topic).where(Topic.slug == topic))
-        if found is not None and found.kind == "marketing":
+        if found is not None and stops_topic(found.kind):
             return change(session, subscriber, context=context,
                           topics={topic: TopicChoice(subscribed=False)},
                           allowed={topic: found})
