@@ -37,6 +37,7 @@ from app.subscribers.services import (
     NoChannel,
     PhoneRequired,
     PreferenceError,
+    Suppressed,
     by_public_id,
     change,
     is_paused,
@@ -137,6 +138,9 @@ def save(token: str):
             locale=locale if request.form.get("lang") == locale else None,
             phone=submission.phone, paused_until=submission.paused_until,
         )
+    except Suppressed:
+        session.rollback()
+        return _render(token, subscriber, error=suppressed_message(), status=409)
     except (InvalidPhone, PhoneRequired, NoChannel) as exc:
         # The subscriber's own mistake: the page again, saying what to fix; nothing saved.
         session.rollback()
@@ -174,6 +178,12 @@ def renew(token: str):
                       brand=current_app.config["BRAND_NAME"])
     # The same answer whether or not a message went out: no enumeration.
     return render_template("preferences/renewed.html")
+
+
+def suppressed_message() -> str:
+    """Why a suppressed address cannot switch marketing email back on (page and undo)."""
+    return _("This address was removed from our lists at its owner's request, so marketing "
+             "email cannot be switched back on for it.")
 
 
 def _input_error(exc: PreferenceError) -> str:

@@ -57,6 +57,11 @@ class NoChannel(PreferenceError):
     """A topic switched on with none of its channels chosen."""
 
 
+class Suppressed(PreferenceError):
+    """The address is suppressed (its subscriber was erased): it stays unsubscribed from
+    all marketing, whoever asks."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicChoice:
     subscribed: bool | None = None
@@ -132,6 +137,25 @@ def is_suppressed(session: Session, email: str) -> bool:
     ) is not None
 
 
+def suppression(session: Session, address: str | None, *, unsubscribed_all: bool | None,
+                arriving: bool) -> bool | None:
+    """The one suppression rule: the master switch a change may set for ``address``.
+
+    A suppressed address (see :func:`erase`) stays unsubscribed from all marketing on every
+    path (page, undo, admin, API, batch, import, ESP): asking for ``unsubscribed_all=False``
+    raises :class:`Suppressed`, and an address ``arriving`` (a new subscriber, a change of
+    address) is unsubscribed from all. Otherwise the request stands as given.
+    """
+    if unsubscribed_all is not False and not arriving:
+        return unsubscribed_all
+    if not address or not is_suppressed(session, address):
+        return unsubscribed_all
+    if unsubscribed_all is False:
+        raise Suppressed("This address was erased and is suppressed: it stays unsubscribed "
+                         "from all marketing and cannot be resubscribed.")
+    return True
+
+
 def by_public_id(session: Session, public_id: str, *, for_update: bool = False):
     query = select(Subscriber).where(Subscriber.public_id == public_id,
                                      Subscriber.erased_at.is_(None))
@@ -204,7 +228,8 @@ def create_subscriber(session: Session, *, email: str, external_id: str | None =
     """A new subscriber with the role's defaults; suppressed addresses start unsubscribed."""
     now = utcnow()
     subscriber = Subscriber(email=email, external_id=external_id, locale=locale, role=role,
-                            unsubscribed_all=is_suppressed(session, email),
+                            unsubscribed_all=bool(suppression(
+                                session, email, unsubscribed_all=None, arriving=True)),
                             created_at=now, updated_at=now, version=1)
     session.add(subscriber)
     for rt in role_topics(role):
@@ -262,7 +287,8 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
 
     ``allowed`` maps the slugs this caller may touch to their topics; any
     other slug, or a frequency or channel the topic does not offer, or SMS
-    without a phone, raises before anything is changed. ``phone`` (E.164,
+    without a phone, or resubscribing a suppressed address (:func:`suppression`),
+    raises before anything is changed. ``phone`` (E.164,
     see :func:`normalise_phone`) and ``paused_until`` are left alone when
     :data:`KEEP`, removed when None. Removing the phone stops SMS for every
     topic at once (one ``topic.channels`` event per topic it stops).
@@ -274,6 +300,10 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
         # Removing the number wins over SMS ticked in the same change (a form sends both).
         topics = {slug: _without_sms(choice) for slug, choice in topics.items()}
     validate_choices(topics, allowed, has_phone=new_phone is not None)
+    arriving = email is not None and email != subscriber.email
+    if arriving or (unsubscribed_all is False and subscriber.unsubscribed_all):
+        unsubscribed_all = suppression(session, email or subscriber.email,
+                                       unsubscribed_all=unsubscribed_all, arriving=arriving)
     events: list[Event] = []
     ctx = {"source": context.source, "actor": context.actor, "token_id": context.token_id,
            "campaign": context.campaign, "reason": context.reason}

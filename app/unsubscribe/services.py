@@ -9,11 +9,14 @@ subscriber is still refused.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
@@ -159,16 +162,80 @@ def is_unsubscribed(subscriber: Subscriber, topic: Topic | None) -> bool:
                                 subscribed=sub.subscribed if sub is not None else None)
 
 
-def undo(session: Session, subscriber: Subscriber, topic: Topic | None, *,
+# --- Undo -----------------------------------------------------------------------------------
+#
+# The confirmation page's "Undo" reverses the change that unsubscribe made, and nothing else:
+# its form carries a receipt signed for this purpose, naming the events written, the
+# subscriber's version after them and this browser (its session's CSRF secret, hashed), good
+# for UNDO_WINDOW seconds. A link alone, an old receipt, another browser's receipt, or a
+# receipt after any later change of the subscriber is refused; a suppressed address stays
+# unsubscribed (app.subscribers.services.suppression, through change()).
+
+UNDO_SALT = "prefcenter.unsubscribe.undo"
+UNDO_WINDOW = 15 * 60
+
+
+class UndoRefused(Exception):
+    """No undo: no receipt, a forged, expired or foreign one, or the subscriber changed since."""
+
+
+def _undo_serializer(secret_keys: list[str]) -> URLSafeTimedSerializer:
+    # itsdangerous signs with the last key and verifies with all: the first key signs.
+    return URLSafeTimedSerializer(list(reversed(secret_keys)), salt=UNDO_SALT)
+
+
+def browser_of(csrf_secret: str) -> str:
+    """What a receipt holds of the browser: a hash of its session's CSRF secret."""
+    return hashlib.sha256(f"{UNDO_SALT}:{csrf_secret}".encode()).hexdigest()[:32]
+
+
+def undo_receipt(secret_keys: list[str], subscriber: Subscriber, events: list[Event], *,
+                 browser: str) -> str:
+    """The signed receipt of ``events``, just written for ``subscriber`` in ``browser``."""
+    return _undo_serializer(secret_keys).dumps(
+        {"s": subscriber.public_id, "v": subscriber.version, "e": [e.id for e in events],
+         "b": browser})
+
+
+def read_undo_receipt(secret_keys: list[str], receipt: str | None, *, browser: str,
+                      max_age: int = UNDO_WINDOW) -> dict:
+    """The receipt's content if it is ours, fresh and this browser's; else UndoRefused."""
+    if not receipt or len(receipt) > MAX_TOKEN_LENGTH:
+        raise UndoRefused("no receipt")
+    try:
+        data = _undo_serializer(secret_keys).loads(receipt, max_age=max_age)
+    except BadData as exc:
+        raise UndoRefused("receipt forged or expired") from exc
+    if not isinstance(data, dict) or not hmac.compare_digest(str(data.get("b")), browser):
+        raise UndoRefused("another browser's receipt")
+    return data
+
+
+def undo(session: Session, subscriber: Subscriber, receipt: dict, *, claims: LinkClaims,
          context: Context) -> list[Event]:
-    """Take back what the link unsubscribed: the topic, or the master unsubscribe."""
-    if topic is None:
-        return change(session, subscriber, context=context, unsubscribed_all=False, allowed={})
-    return change(session, subscriber, context=context,
-                  topics={topic.slug: TopicChoice(subscribed=True)},
-                  allowed={topic.slug: topic})
-
-
+    """Reverse exactly the receipt's events (made by ``claims``' link on its page), if the
+    subscriber has not changed since; through :func:`change`, the one rule."""
+    ids = receipt.get("e")
+    if (receipt.get("s") != subscriber.public_id or receipt.get("v") != subscriber.version
+            or not isinstance(ids, list) or not ids):
+        raise UndoRefused("the subscriber changed since")
+    events = session.scalars(select(Event).where(
+        Event.id.in_(ids), Event.subscriber_id == subscriber.id,
+        Event.source == "unsubscribe_page", Event.token_id == claims.token_id)).all()
+    if len(events) != len(ids):
+        raise UndoRefused("not this link's events")
+    topics: dict[str, TopicChoice] = {}
+    unsubscribed_all = None
+    for event in events:
+        if event.action == "topic.unsubscribed":
+            topics[event.topic] = TopicChoice(subscribed=True)
+        elif event.action == "unsubscribed_all":
+            unsubscribed_all = False
+        else:
+            raise UndoRefused(f"not an unsubscribe: {event.action}")
+    allowed = {t.slug: t for t in session.scalars(select(Topic).where(Topic.slug.in_(topics)))}
+    return change(session, subscriber, context=context, topics=topics, allowed=allowed,
+                  unsubscribed_all=unsubscribed_all)
 
 
 # --- RFC 8058 one-click ------------------------------------------------------------------------
