@@ -9,13 +9,20 @@ from dataclasses import dataclass
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.db import iso_z, utcnow
 from app.events.models import Event
-from app.events.services import record_event, seal
-from app.subscribers.models import EspEvent, Subscriber, Subscription, Suppression
+from app.events.services import append_event, record_event, seal
+from app.subscribers.models import (
+    EspEvent,
+    Subscriber,
+    Subscription,
+    Suppression,
+    channels_of,
+)
 from app.topics.models import CHANNELS, FREQUENCIES, Role, Topic
 
 # "Leave it as it is", where None means "remove" (the phone, the pause).
@@ -412,23 +419,125 @@ def unsubscribe_in_force(*, unsubscribed_all: bool, topic_kind: str | None,
     return bool(unsubscribed_all)
 
 
+# --- the unsubscribe rule, in Core statements ---------------------------------------------------
+#
+# Defined once, run through SQLAlchemy (compiled once, cached) on the caller's connection: the
+# RFC 8058 one-click, the unsubscribe page and the ESP intake call it, the ORM callers through
+# unsubscribe() below. It writes what change() writes for the same change: the subscription or
+# the master switch, version and updated_at, one event whose payload is the new snapshot, and
+# its outbox rows (app.events.services.append_event).
+
+_subscribers = Subscriber.__table__
+_subscriptions = Subscription.__table__
+_topics = Topic.__table__
+_roles = Role.__table__
+
+_TOPIC_KIND = select(_topics.c.kind).where(_topics.c.slug == bindparam("slug"))
+# The subscriber under its row lock (SQLite: the write lock its transaction already holds),
+# with the kind of the topic named (None: no such topic).
+_LOCKED = (
+    select(_subscribers.c.id, _subscribers.c.external_id, _subscribers.c.email,
+           _subscribers.c.locale, _subscribers.c.unsubscribed_all, _subscribers.c.link_epoch,
+           _subscribers.c.version, _subscribers.c.phone, _subscribers.c.paused_until,
+           _roles.c.slug.label("role"), _TOPIC_KIND.scalar_subquery().label("topic_kind"))
+    .select_from(_subscribers.outerjoin(_roles, _roles.c.id == _subscribers.c.role_id))
+    .where(_subscribers.c.public_id == bindparam("public_id"),
+           _subscribers.c.erased_at.is_(None))
+    .with_for_update(of=_subscribers)
+)
+_SUBSCRIPTIONS = (
+    select(_topics.c.id, _topics.c.slug, _subscriptions.c.subscribed,
+           _subscriptions.c.frequency, _subscriptions.c.by_email, _subscriptions.c.by_sms)
+    .join_from(_subscriptions, _topics, _topics.c.id == _subscriptions.c.topic_id)
+    .where(_subscriptions.c.subscriber_id == bindparam("subscriber_id"))
+)
+_STOP_TOPIC = (
+    update(_subscriptions)
+    .where(_subscriptions.c.subscriber_id == bindparam("b_subscriber_id"),
+           _subscriptions.c.topic_id == bindparam("b_topic_id"))
+    .values(subscribed=False, updated_at=bindparam("now"))
+)
+_BUMP = (
+    update(_subscribers)
+    .where(_subscribers.c.id == bindparam("b_id"))
+    .values(version=bindparam("new_version"), updated_at=bindparam("now"),
+            unsubscribed_all=bindparam("all_off"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    """What :func:`unsubscribe_rows` found and did."""
+
+    found: bool  # False: no such subscriber, or erased
+    link_epoch: int = 0
+    event_ids: tuple[int, ...] = ()
+
+
+def unsubscribe_rows(conn: Connection, public_id: str, topic: str | None, *,
+                     context: Context, epoch: int | None = None) -> Unsubscribed:
+    """Stop ``topic`` (if it is marketing: :func:`stops_topic`) or all marketing, for the
+    subscriber ``public_id``, in ``conn``'s transaction, which the caller commits.
+
+    The state is read under the subscriber's row lock, so of two racing calls the second
+    finds the first's change and writes nothing (a repeat writes nothing). With ``epoch``
+    (a link's), nothing is written if the subscriber's link epoch is newer (revoked links).
+    """
+    row = conn.execute(_LOCKED, {"public_id": public_id, "slug": topic}).first()
+    if row is None:
+        return Unsubscribed(found=False)
+    if epoch is not None and epoch < row.link_epoch:
+        return Unsubscribed(found=True, link_epoch=row.link_epoch)
+    subscriptions = conn.execute(_SUBSCRIPTIONS, {"subscriber_id": row.id}).all()
+    stopped = None
+    if stops_topic(row.topic_kind):
+        stopped = next((s for s in subscriptions if s.slug == topic), None)
+        due = stopped is not None and stopped.subscribed
+        action, before, after = "topic.unsubscribed", True, False
+    else:
+        topic = None
+        due = not row.unsubscribed_all
+        action, before, after = "unsubscribed_all", False, True
+    if not due:
+        return Unsubscribed(found=True, link_epoch=row.link_epoch)
+    now = utcnow()
+    version = row.version + 1
+    all_off = topic is None or row.unsubscribed_all
+    if stopped is not None:
+        conn.execute(_STOP_TOPIC, {"b_subscriber_id": row.id, "b_topic_id": stopped.id,
+                                   "now": now})
+    conn.execute(_BUMP, {"b_id": row.id, "new_version": version, "now": now,
+                         "all_off": all_off})
+    snapshot = snapshot_of(
+        external_id=row.external_id, email=row.email, locale=row.locale, role=row.role,
+        unsubscribed_all=all_off,
+        topics=[(s.slug, False if s is stopped else s.subscribed, s.frequency,
+                 channels_of(by_email=s.by_email, by_sms=s.by_sms)) for s in subscriptions],
+        phone=row.phone, paused_until=row.paused_until, version=version, updated_at=now,
+    )
+    event_id = append_event(
+        conn, subscriber_id=row.id, type="subscriber.unsubscribed", action=action,
+        topic=topic, before=before, after=after, source=context.source, actor=context.actor,
+        token_id=context.token_id, campaign=context.campaign, reason=context.reason,
+        version=version, snapshot=snapshot)
+    return Unsubscribed(found=True, link_epoch=row.link_epoch, event_ids=(event_id,))
+
+
 def unsubscribe(session: Session, subscriber: Subscriber, topic: str | None, *,
                 context: Context) -> list[Event]:
-    """Stop a topic (or, without one, all marketing). Repeats change nothing.
+    """Stop a topic (or, without one, all marketing); the events written (none: a repeat).
 
-    The one unsubscribe rule: the page, the one-click, the API, the admin, the import and
-    the ESP intake all end here (or in :func:`change`, which this calls).
+    :func:`unsubscribe_rows` on the session's connection, the subscriber's pending changes
+    flushed first and its loaded state expired after.
     """
-    if topic is not None:
-        # The subscriber's subscriptions are loaded already: no query for a known topic.
-        found = next((s.topic for s in subscriber.subscriptions if s.topic.slug == topic),
-                     None) or session.scalar(select(Topic).where(Topic.slug == topic))
-        if found is not None and stops_topic(found.kind):
-            return change(session, subscriber, context=context,
-                          topics={topic: TopicChoice(subscribed=False)},
-                          allowed={topic: found})
-        # A topic since deleted or made transactional: honour the intent fully.
-    return change(session, subscriber, context=context, unsubscribed_all=True, allowed={})
+    session.flush()
+    done = unsubscribe_rows(session.connection(), subscriber.public_id, topic, context=context)
+    if not done.event_ids:
+        return []
+    for sub in subscriber.__dict__.get("subscriptions", ()):
+        session.expire(sub)
+    session.expire(subscriber)
+    return list(session.scalars(select(Event).where(Event.id.in_(done.event_ids))))
 
 
 def _scrubbed(value, emails: set[str]):

@@ -37,8 +37,8 @@ from app.subscribers.services import (
     TopicChoice,
     change,
     stops_topic,
-    unsubscribe,
     unsubscribe_in_force,
+    unsubscribe_rows,
 )
 from app.topics.models import Role, Topic
 
@@ -283,14 +283,14 @@ def in_force(session: Session, claims: LinkClaims) -> bool:
 
 
 def unsubscribe_by_link(session: Session, claims: LinkClaims, *, context: Context,
-                        queue=nullcontext) -> list[Event]:
-    """The link's unsubscribe, committed before this returns; its events (none: a repeat).
+                        queue=nullcontext) -> list[int]:
+    """The link's unsubscribe, committed before this returns; its event ids (none: a repeat).
 
     A repeat costs one unlocked read (:func:`in_force`). Otherwise ``queue()`` (SQLite:
-    :func:`writers_queue`) is entered, the subscriber is read again under its row lock
-    (SQLite: the write lock of BEGIN IMMEDIATE) and :func:`app.subscribers.services.
-    unsubscribe` applies the rule, so of two racing clicks the second finds the first's
-    change and writes nothing. Raises :class:`UnknownSubscriber` or :class:`RevokedLink`.
+    :func:`writers_queue`) is entered and :func:`app.subscribers.services.unsubscribe_rows`,
+    the one rule, reads the subscriber again under its row lock (SQLite: the write lock of
+    BEGIN IMMEDIATE), so of two racing clicks the second finds the first's change and writes
+    nothing. Raises :class:`UnknownSubscriber` or :class:`RevokedLink`.
     """
     sqlite = session.get_bind().dialect.name == "sqlite"
     try:
@@ -308,11 +308,11 @@ def unsubscribe_by_link(session: Session, claims: LinkClaims, *, context: Contex
         if sqlite:
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         try:
-            subscriber = load_subscriber(session, claims.public_id, for_update=True)
-            _check(subscriber, claims)
-            events = unsubscribe(session, subscriber, claims.topic, context=context)
+            done = unsubscribe_rows(session.connection(), claims.public_id, claims.topic,
+                                    context=context, epoch=claims.epoch)
+            _check(done if done.found else None, claims)
             session.commit()
         except BaseException:
             session.rollback()
             raise
-    return events
+    return list(done.event_ids)
