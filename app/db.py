@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -79,26 +80,27 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
 
-def run_once_more_if_dropped(db: Database, work: Callable[[Session], T]) -> T:
-    """``work(session)`` on a session of its own, closed afterwards.
+def run_once_more_if_dropped(open_unit: Callable[[], U], work: Callable[[U], T]) -> T:
+    """``work(unit)`` on a unit of work of its own (``open_unit()``: a Session or a
+    Connection), closed afterwards.
 
     If the database connection turns out to be dead (the server restarted or closed it
     while it was idle in the pool: SQLAlchemy invalidates it), ``work`` runs once more on
-    a fresh session and connection, so it must be safe to repeat (read, then decide under
-    a lock). Any other error, or a second dead connection, goes to the caller.
+    a fresh unit and connection, so it must be safe to repeat (read, then decide under a
+    lock). Any other error, or a second dead connection, goes to the caller.
     """
     for attempt in (1, 2):
-        session = db.sessionmaker()
+        unit = open_unit()
         try:
-            return work(session)
+            return work(unit)
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
         finally:
             try:
-                session.close()
+                unit.close()
             except SQLAlchemyError:
-                session.invalidate()
+                unit.invalidate()
     raise AssertionError("unreachable")
 
 

@@ -74,6 +74,8 @@ def seal(session: Session, subscriber, events: list[Event], snapshot: dict) -> N
 _events = Event.__table__
 _endpoints = WebhookEndpoint.__table__
 _deliveries = WebhookDelivery.__table__
+_INSERT_EVENT = insert(_events)
+_INSERT_DELIVERY = insert(_deliveries)
 _ENABLED_ENDPOINTS = (select(_endpoints.c.id, _endpoints.c.event_types, _endpoints.c.sources)
                       .where(_endpoints.c.enabled.is_(True)))
 
@@ -86,7 +88,7 @@ def append_event(conn: Connection, *, subscriber_id: int, type: str, action: str
     (the caller's transaction): the event with its payload, and its outbox rows for the
     enabled endpoints that want it (:meth:`WebhookEndpoint.wants`). Its id."""
     created_at = utcnow()
-    event_id = conn.execute(insert(_events), {
+    event_id = conn.execute(_INSERT_EVENT, {
         "subscriber_id": subscriber_id, "type": type, "action": action, "topic": topic,
         "before": None if before is None else {"value": before},
         "after": None if after is None else {"value": after},
@@ -103,5 +105,5 @@ def append_event(conn: Connection, *, subscriber_id: int, type: str, action: str
         if WebhookEndpoint.wants(endpoint, type, source)
     ]
     if deliveries:
-        conn.execute(insert(_deliveries), deliveries)
+        conn.execute(_INSERT_DELIVERY, deliveries)
     return event_id

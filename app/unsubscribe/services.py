@@ -18,6 +18,7 @@ from contextlib import contextmanager, nullcontext
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import and_, bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from app.db import Database
@@ -270,49 +271,59 @@ def _check(found, claims: LinkClaims) -> None:
         raise RevokedLink("link revoked")
 
 
-def in_force(session: Session, claims: LinkClaims) -> bool:
+def _connection(unit: Session | Connection, *, write: bool = False) -> Connection:
+    """The connection of a unit of work: a Session's, or a Connection itself; ``write``
+    starts its transaction as SQLite's writer (BEGIN IMMEDIATE)."""
+    if isinstance(unit, Session):
+        return unit.connection(execution_options={"sqlite_begin": "IMMEDIATE"}
+                               if write else None)
+    if write:
+        unit.execution_options(sqlite_begin="IMMEDIATE")
+    return unit
+
+
+def in_force(unit: Session | Connection, claims: LinkClaims) -> bool:
     """Whether the link's unsubscribe is in force already (one read, no lock).
 
     Raises :class:`UnknownSubscriber` (unknown or erased) or :class:`RevokedLink`.
     """
-    row = session.execute(IN_FORCE, {"public_id": claims.public_id,
-                                      "slug": claims.topic}).first()
+    row = _connection(unit).execute(IN_FORCE, {"public_id": claims.public_id,
+                                               "slug": claims.topic}).first()
     _check(row, claims)
     return unsubscribe_in_force(unsubscribed_all=row.unsubscribed_all,
                                 topic_kind=row.topic_kind, subscribed=row.subscribed)
 
 
-def unsubscribe_by_link(session: Session, claims: LinkClaims, *, context: Context,
+def unsubscribe_by_link(unit: Session | Connection, claims: LinkClaims, *, context: Context,
                         queue=nullcontext) -> list[int]:
     """The link's unsubscribe, committed before this returns; its event ids (none: a repeat).
 
+    ``unit`` is a Session, or a Connection (the one-click's: no Session to build and end).
     A repeat costs one unlocked read (:func:`in_force`). Otherwise ``queue()`` (SQLite:
     :func:`writers_queue`) is entered and :func:`app.subscribers.services.unsubscribe_rows`,
     the one rule, reads the subscriber again under its row lock (SQLite: the write lock of
     BEGIN IMMEDIATE), so of two racing clicks the second finds the first's change and writes
     nothing. Raises :class:`UnknownSubscriber` or :class:`RevokedLink`.
     """
-    sqlite = session.get_bind().dialect.name == "sqlite"
+    sqlite = _connection(unit).dialect.name == "sqlite"
     try:
-        done = in_force(session, claims)
+        done = in_force(unit, claims)
     except BaseException:
-        session.rollback()
+        unit.rollback()
         raise
     if done or sqlite:
         # SQLite: a reading transaction must not become the writer (SQLITE_BUSY); the
         # write starts afresh with the lock. PostgreSQL reads afresh under the row lock.
-        session.rollback()
+        unit.rollback()
     if done:
         return []
     with queue():
-        if sqlite:
-            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         try:
-            done = unsubscribe_rows(session.connection(), claims.public_id, claims.topic,
-                                    context=context, epoch=claims.epoch)
+            done = unsubscribe_rows(_connection(unit, write=sqlite), claims.public_id,
+                                    claims.topic, context=context, epoch=claims.epoch)
             _check(done if done.found else None, claims)
-            session.commit()
+            unit.commit()
         except BaseException:
-            session.rollback()
+            unit.rollback()
             raise
     return list(done.event_ids)
