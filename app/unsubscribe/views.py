@@ -12,15 +12,7 @@ change, the answer is 503 with Retry-After and the mailbox provider retries.
 
 from __future__ import annotations
 
-from flask import (
-    Blueprint,
-    Response,
-    current_app,
-    g,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 from flask import session as cookie_session
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -246,13 +238,10 @@ def take_back(token: str):
                 context=link_context("unsubscribe_page", claims)))
     except (UndoRefused, Suppressed) as exc:
         get_session().rollback()
-        if isinstance(exc, Suppressed):
-            status, message = 409, suppressed_message()
-        else:
-            status, message = 409, _("This undo is no longer possible: it works for 15 minutes "
-                                     "after you unsubscribe, in the same browser, and only "
-                                     "if nothing changed since.")
-        return render_template("errors/http.html", code=status, message=message), status
+        message = suppressed_message() if isinstance(exc, Suppressed) else _(
+            "This undo is no longer possible: it works for 15 minutes after you unsubscribe, "
+            "in the same browser, and only if nothing changed since.")
+        return render_template("errors/http.html", code=409, message=message), 409
     return render_template(
         "unsubscribe/done.html",
         undo_form=None,
