@@ -192,10 +192,11 @@ def browser_of(csrf_secret: str) -> str:
 
 def undo_receipt(secret_keys: list[str], subscriber: Subscriber, events: list[Event], *,
                  browser: str) -> str:
-    """The signed receipt of ``events``, just written for ``subscriber`` in ``browser``."""
+    """The signed receipt of ``events``, just written for ``subscriber`` in ``browser``
+    (the version is the events', not whatever a later change made it)."""
     return _undo_serializer(secret_keys).dumps(
-        {"s": subscriber.public_id, "v": subscriber.version, "e": [e.id for e in events],
-         "b": browser})
+        {"s": subscriber.public_id, "v": max(e.version for e in events),
+         "e": [e.id for e in events], "b": browser})
 
 
 def read_undo_receipt(secret_keys: list[str], receipt: str | None, *, browser: str,
