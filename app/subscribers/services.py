@@ -488,6 +488,8 @@ def unsubscribe_rows(conn: Connection, public_id: str, topic: str | None, *,
         return Unsubscribed(found=False)
     if epoch is not None and epoch < row.link_epoch:
         return Unsubscribed(found=True, link_epoch=row.link_epoch)
+    # A second statement, after the lock: on PostgreSQL a locked row that a racing
+    # transaction changed is read again, but rows joined to it would not be.
     subscriptions = conn.execute(_SUBSCRIPTIONS, {"subscriber_id": row.id}).all()
     stopped = None
     if stops_topic(row.topic_kind):
