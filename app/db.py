@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Annotated, TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -76,85 +74,34 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_options)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
-        self.own_connections = OwnConnections(self.engine)
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
 
-class OwnConnections:
-    """One DBAPI connection per thread, outside the pool, in autocommit: for a hot path
-    that sends its own BEGIN and COMMIT (RFC 8058 one-click).
+def run_once_more_if_dropped(open_unit: Callable[[], U], work: Callable[[U], T]) -> T:
+    """``work(unit)`` on a unit of work of its own (``open_unit()``: a Session or a
+    Connection), closed afterwards.
 
-    The pool pre-pings every checkout, a round trip as dear on PostgreSQL as the query
-    itself. Here a connection is pinged once, when it is opened; later, a connection that
-    died meanwhile (the server restarted) is found by its first statement: :meth:`run`
-    discards it and runs the work once more on a fresh one. A connection that saw any
-    error is discarded, never reused half-done.
+    If the database connection turns out to be dead (the server restarted or closed it
+    while it was idle in the pool: SQLAlchemy invalidates it), ``work`` runs once more on
+    a fresh unit and connection, so it must be safe to repeat (read, then decide under a
+    lock). Any other error, or a second dead connection, goes to the caller.
     """
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self._local = threading.local()
-
-    def _connection(self):
-        kept = self.kept()  # never one inherited across a fork
-        if kept is not None:
-            return kept, True
-        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+    for attempt in (1, 2):
+        unit = open_unit()
         try:
-            pooled = self.engine.raw_connection()  # pre-pinged, with the pool's connect hooks
-        except dbapi_error as exc:  # the pool does not wrap a failed connect
-            raise DBAPIError(None, None, exc) from exc
-        connection = pooled.driver_connection
-        pooled.detach()  # ours from now on: closed by discard(), never returned
-        if self.engine.dialect.name == "postgresql":
-            connection.autocommit = True
-        self._local.connection = (os.getpid(), connection)
-        return connection, False
-
-    def run(self, work: Callable[[object], T]) -> T:
-        """``work(connection)`` on this thread's connection; DBAPI errors come out as
-        SQLAlchemy's DBAPIError.
-
-        If a kept connection fails, it may have died since its last use: ``work`` runs once
-        more on a fresh one, so it must be safe to repeat (read, or decide under a lock).
-        """
-        while True:
-            connection, reused = self._connection()
-            try:
-                return work(connection)
-            except self.engine.dialect.loaded_dbapi.Error as exc:
-                self.discard()
-                if not reused:
-                    raise DBAPIError(None, None, exc) from exc
-            except BaseException:
-                if not _idle(connection):
-                    self.discard()
+            return work(unit)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
                 raise
-
-    def kept(self):
-        """This thread's connection, if one is kept."""
-        found = getattr(self._local, "connection", None)
-        return found[1] if found is not None and found[0] == os.getpid() else None
-
-    def discard(self) -> None:
-        found = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if found is not None:
-            with suppress(Exception):  # it is being thrown away already
-                found[1].close()
-
-
-def _idle(connection) -> bool:
-    """Whether no transaction is open on a DBAPI connection (sqlite3 or psycopg)."""
-    in_transaction = getattr(connection, "in_transaction", None)
-    if in_transaction is not None:
-        return not in_transaction
-    from psycopg.pq import TransactionStatus
-
-    return connection.info.transaction_status == TransactionStatus.IDLE
+        finally:
+            try:
+                unit.close()
+            except SQLAlchemyError:
+                unit.invalidate()
+    raise AssertionError("unreachable")
 
 
 def make_engine(url: str, **options) -> Engine:

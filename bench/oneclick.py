@@ -198,7 +198,7 @@ class Gunicorn:
 def warm_up(base_url: str, path: str, count: int = 40) -> None:
     import httpx
 
-    with httpx.Client(base_url=base_url) as client:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
         for _ in range(count):
             response = client.post(path, content=BODY, headers={"Content-Type": FORM})
             if response.status_code != 200:
@@ -319,8 +319,8 @@ def compare(url: str, worker_class: str, env: dict, paths: list[str], warm_path:
             real_rounds.append(real)
             bare_rounds.append(bare)
             print(f"    round {number}: real {real['rps']:8.1f} rps p99 {real['p99']:6.1f} ms"
-                  f" | bare {bare['rps']:8.1f} rps | ratio {real['rps'] / bare['rps']:.2f}",
-                  flush=True)
+                  f" | bare {bare['rps']:8.1f} rps | ratio {real['rps'] / bare['rps']:.2f}"
+                  f" | load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         for server in servers:
             server.stop()
@@ -348,6 +348,7 @@ def profile(url: str, paths: list[str], count: int = 400) -> None:
     profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
     print(out.getvalue())
     app.extensions["prefcenter.db"].engine.dispose()
 

@@ -478,20 +478,23 @@ def test_concurrent_creates_make_one_subscriber(live_app, live_session, live_cat
     assert count_events(live_session, subscriber_id=ids[0], action="topic.subscribed") == 1
 
 
-def test_a_later_sync_does_not_undo_the_subscribers_own_choice(api, session):
-    from app.subscribers.services import Context, change
+def test_a_suppressed_address_is_never_resubscribed_not_even_by_the_subscriber(api, session):
+    """Issue 12, finding 3: the rule is one function, so even a change in the subscriber's
+    own name is refused, and a later sync keeps the address unsubscribed."""
+    from app.subscribers.services import Context, Suppressed, change
 
     api.put("/subscribers/crm-8", json={"email": "back@example.com"})
     api.delete("/subscribers/crm-8")
     assert api.put("/subscribers/crm-8", json={"email": "back@example.com"}
                    ).get_json()["unsubscribed_all"] is True
     subscriber = session.scalar(select(Subscriber).where(Subscriber.external_id == "crm-8"))
-    change(session, subscriber, context=Context(source="preference_page"),
-           unsubscribed_all=False)
-    session.commit()
+    with pytest.raises(Suppressed):
+        change(session, subscriber, context=Context(source="preference_page"),
+               unsubscribed_all=False)
+    session.rollback()
     synced = api.put("/subscribers/crm-8", json={"email": "back@example.com", "locale": "ms"})
     assert synced.status_code == 200
-    assert synced.get_json()["unsubscribed_all"] is False
+    assert synced.get_json()["unsubscribed_all"] is True
 
 
 def test_a_create_that_lost_the_race_before_its_address_check_becomes_an_update(

@@ -1,11 +1,10 @@
-"""One rule, two paths: the one-click path writes what the ORM ``unsubscribe()`` writes.
+"""The one unsubscribe rule, as the RFC 8058 one-click runs it.
 
-Each case unsubscribes two identical subscribers, one through
-:func:`app.subscribers.services.unsubscribe` (the ORM rule every other caller uses) and one
-through :func:`app.unsubscribe.services.one_click_unsubscribe` (on SQLite the in-process Core
-statements, on PostgreSQL the server-side ``prefcenter_one_click()`` of migration 0002), and
-compares the events (every column, the payload modulo the subscriber's own address, ids and
-times), the outbox rows and the subscriber's resulting state.
+:func:`app.unsubscribe.services.unsubscribe_by_link` answers a repeat from one unlocked read
+and otherwise applies :func:`app.subscribers.services.unsubscribe` (the rule every path uses)
+under the subscriber's lock, committed before it returns. These tests state what it writes:
+the events (every column), their payload (the subscriber as it now is), the outbox rows of
+the endpoints that want them, and the subscriber's resulting state, on both databases.
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ from app.links.services import (
     get_signer,
 )
 from app.subscribers.models import Subscriber
-from app.subscribers.services import Context, change, erase, snapshot, unsubscribe
+from app.subscribers.services import Context, change, erase, snapshot
 from app.topics.models import Topic
-from app.unsubscribe.services import one_click_in_force, one_click_unsubscribe
+from app.unsubscribe.services import in_force, unsubscribe_by_link
 from app.webhooks.models import WebhookDelivery
 from app.webhooks.services import create_endpoint, disable_endpoint
 from tests.conftest import make_config
@@ -40,25 +39,16 @@ def claims_for(subscriber, topic: str | None) -> LinkClaims:
 
 
 def arrange(session, catalogue, *, unsubscribed_all: bool = False):
-    pair = [catalogue.subscriber(), catalogue.subscriber()]
+    subscriber = catalogue.subscriber()
     if unsubscribed_all:
-        for subscriber in pair:
-            change(session, subscriber, context=Context(source="system"), unsubscribed_all=True,
-                   allowed={})
+        change(session, subscriber, context=Context(source="system"), unsubscribed_all=True,
+               allowed={})
         session.commit()
-    return pair
+    return subscriber
 
 
-def via_orm(session, subscriber, topic: str | None) -> None:
-    unsubscribe(session, subscriber, topic, context=CONTEXT)
-    session.commit()
-
-
-def via_fast_path(session, subscriber, topic: str | None) -> int:
-    count = one_click_unsubscribe(session.connection(), claims_for(subscriber, topic),
-                                  context=CONTEXT)
-    session.commit()
-    return count
+def click(session, subscriber, topic: str | None) -> int:
+    return len(unsubscribe_by_link(session, claims_for(subscriber, topic), context=CONTEXT))
 
 
 def recorded(session, subscriber) -> list[dict]:
@@ -116,71 +106,88 @@ def with_endpoints(session) -> None:
 
 
 CASES = [
-    # token topic, master switch already on, events expected
-    ("offers", False, 1),      # a subscribed marketing topic
-    ("offers", True, 1),       # the topic still goes off under the master switch
-    (None, False, 1),          # no topic: all marketing
-    ("receipts", False, 1),    # a transactional topic means all marketing
-    ("no-such-topic", False, 1),  # so does an unknown one
-    ("alerts", False, 0),      # already off: a repeat
-    (None, True, 0),           # already unsubscribed from everything
-    ("receipts", True, 0),
+    # token topic, master switch already on, the change expected (None: a repeat)
+    ("offers", False, ("topic.unsubscribed", "offers", True, False)),  # a subscribed topic
+    ("offers", True, ("topic.unsubscribed", "offers", True, False)),  # still goes off
+    (None, False, ("unsubscribed_all", None, False, True)),  # no topic: all marketing
+    ("receipts", False, ("unsubscribed_all", None, False, True)),  # transactional: all
+    ("no-such-topic", False, ("unsubscribed_all", None, False, True)),  # unknown: all
+    ("alerts", False, None),  # already off: a repeat
+    (None, True, None),  # already unsubscribed from everything
+    ("receipts", True, None),
 ]
 
 
 @pytest.mark.parametrize("endpoints", [False, True], ids=["no-endpoints", "endpoints"])
 @pytest.mark.parametrize(("topic", "already", "expected"), CASES)
-def test_fast_path_writes_what_the_orm_rule_writes(app, session, catalogue, topic, already,
-                                                   expected, endpoints):
+def test_one_click_writes_one_event_its_payload_and_outbox(app, session, catalogue, topic,
+                                                           already, expected, endpoints):
     if endpoints:
         with_endpoints(session)
-    orm_subscriber, fast_subscriber = arrange(session, catalogue, unsubscribed_all=already)
-    assert state_of(session, orm_subscriber)[1:] == state_of(session, fast_subscriber)[1:]
-    before = state_of(session, fast_subscriber)
-    assert one_click_in_force(session.connection(),
-                              claims_for(fast_subscriber, topic)) is (expected == 0)
+    subscriber = arrange(session, catalogue, unsubscribed_all=already)
+    before = state_of(session, subscriber)
+    assert in_force(session, claims_for(subscriber, topic)) is (expected is None)
     session.rollback()
 
-    via_orm(session, orm_subscriber, topic)
-    assert via_fast_path(session, fast_subscriber, topic) == expected
+    assert click(session, subscriber, topic) == (0 if expected is None else 1)
 
-    orm_events, fast_events = recorded(session, orm_subscriber), recorded(session, fast_subscriber)
-    assert len(fast_events) == expected
-    assert fast_events == orm_events
-    if endpoints and expected:
+    events = recorded(session, subscriber)
+    version, unsubscribed_all, topics = state_of(session, subscriber)
+    if expected is None:
+        assert events == []
+        assert state_of(session, subscriber) == before
+    else:
+        action, changed, was, now = expected
+        [event] = events
+        assert event["columns"] == ("subscriber.unsubscribed", action, changed, {"value": was},
+                                    {"value": now}, "one_click", None, CONTEXT.token_id,
+                                    CONTEXT.campaign, before[0] + 1)
+        assert event["payload"]["changes"] == [
+            {"action": action, "topic": changed, "before": was, "after": now}]
+        assert event["payload"]["source"] == "one_click"
+        assert version == before[0] + 1
+        assert unsubscribed_all is (changed is None or already)
+        expected_topics = dict(before[2])
+        if changed is not None:
+            expected_topics[changed] = (False, before[2][changed][1])
+        assert topics == expected_topics
         # "all" and "unsubscribes" want subscriber.unsubscribed; "updates" and "off" do not.
-        assert len(fast_events[0]["outbox"]) == 2
-    assert state_of(session, fast_subscriber) == state_of(session, orm_subscriber)
-    if not expected:
-        assert state_of(session, fast_subscriber) == before
+        assert [d[0] for d in event["outbox"]] == (
+            sorted(wanted(session)) if endpoints else [])
+        assert all(d[1:] == (True, "pending", 0, True, None, None, None, None)
+                   for d in event["outbox"])
     # Now it is in force, and a second click changes nothing.
-    assert one_click_in_force(session.connection(), claims_for(fast_subscriber, topic))
+    assert in_force(session, claims_for(subscriber, topic))
     session.rollback()
-    assert via_fast_path(session, fast_subscriber, topic) == 0
-    assert recorded(session, fast_subscriber) == fast_events
+    assert click(session, subscriber, topic) == 0
+    assert recorded(session, subscriber) == events
+
+
+def wanted(session) -> list[str]:
+    from app.webhooks.models import WebhookEndpoint
+
+    return [e.id for e in session.scalars(select(WebhookEndpoint)).all()
+            if e.url.endswith(("/all", "/unsubscribes"))]
 
 
 @pytest.mark.parametrize("topic", ["alerts", None])
-def test_phone_channels_and_pause_are_in_the_fast_paths_snapshot(app, session, catalogue,
+def test_phone_channels_and_pause_are_in_the_one_clicks_snapshot(app, session, catalogue,
                                                                   topic):
-    """The snapshot written by each path carries the phone, each topic's channels and the
-    pause (to the second, in UTC with a Z), as the ORM's snapshot() does."""
+    """The payload carries the phone, each topic's channels and the pause (to the second,
+    in UTC with a Z): the snapshot() of every other path."""
     import datetime as dt
 
     from app.subscribers.services import TopicChoice
 
-    pair = arrange(session, catalogue)
+    subscriber = arrange(session, catalogue)
     until = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
-    for subscriber in pair:
-        change(session, subscriber, context=Context(source="system"), phone="+60123456789",
-               paused_until=until,
-               topics={"alerts": TopicChoice(subscribed=True, channels=("email", "sms"))})
+    change(session, subscriber, context=Context(source="system"), phone="+60123456789",
+           paused_until=until,
+           topics={"alerts": TopicChoice(subscribed=True, channels=("email", "sms"))})
     session.commit()
-    via_orm(session, pair[0], topic)
-    assert via_fast_path(session, pair[1], topic) == 1
-    orm_events, fast_events = recorded(session, pair[0]), recorded(session, pair[1])
-    assert fast_events == orm_events
-    shown = fast_events[0]["payload"]["subscriber"]
+    assert click(session, subscriber, topic) == 1
+    [event] = recorded(session, subscriber)
+    shown = event["payload"]["subscriber"]
     assert shown["phone"] == "+60123456789"
     assert shown["paused_until"] == "2031-05-06T07:08:09Z"
     assert shown["topics"]["alerts"]["channels"] == ["email", "sms"]
@@ -191,65 +198,52 @@ def test_a_topic_never_subscribed_is_in_force_and_nothing_is_written(app, sessio
     subscriber = catalogue.subscriber()  # a shopper has no "tips" subscription at all
     assert session.scalar(select(Topic.kind).where(Topic.slug == "tips")) == "marketing"
     before = state_of(session, subscriber)
-    assert one_click_in_force(session.connection(), claims_for(subscriber, "tips"))
+    assert in_force(session, claims_for(subscriber, "tips"))
     session.rollback()
-    assert via_fast_path(session, subscriber, "tips") == 0
+    assert click(session, subscriber, "tips") == 0
     assert state_of(session, subscriber) == before
     assert recorded(session, subscriber) == []
 
 
-def test_revoked_erased_and_unknown_are_refused_by_both_statements(app, session, catalogue):
+def test_revoked_erased_and_unknown_links_are_refused(app, session, catalogue):
     subscriber = catalogue.subscriber()
     old = claims_for(subscriber, "offers")
     subscriber.link_epoch += 1
     session.commit()
-    for check in (one_click_in_force,
-                  lambda conn, claims: one_click_unsubscribe(conn, claims, context=CONTEXT)):
+    checks = (in_force, lambda s, claims: unsubscribe_by_link(s, claims, context=CONTEXT))
+    for check in checks:
         with pytest.raises(RevokedLink):
-            check(session.connection(), old)
+            check(session, old)
         session.rollback()
     current = claims_for(subscriber, "offers")
     erase(session, subscriber, context=Context(source="system"))
     session.commit()
     ghost = LinkClaims(UNSUBSCRIBE, "no-such-public-id", 0, None, None, None, "x")
     for claims in (current, ghost):
-        for check in (one_click_in_force,
-                      lambda conn, c: one_click_unsubscribe(conn, c, context=CONTEXT)):
+        for check in checks:
             with pytest.raises(UnknownSubscriber):
-                check(session.connection(), claims)
+                check(session, claims)
             session.rollback()
+    assert recorded(session, subscriber) == []
 
 
-def test_on_the_engine_one_clicks_run_on_the_threads_own_connection(
+def test_one_clicks_on_a_real_engine_commit_before_the_answer(
         live_app, live_catalogue, live_links, live_session):
-    """Through a real engine (no test transaction): a kept connection, outside the pool."""
+    """Through a real engine (no test transaction): each 200 is committed, once."""
     subscriber = live_catalogue.subscriber()
     path = live_links.unsubscribe(subscriber, topic="offers")
     client = live_app.test_client()
     one_click = {"List-Unsubscribe": "One-Click"}
-    statuses = [client.post(path, data=one_click).status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 200]
-    db = live_app.extensions["prefcenter.db"]
-    engine = db.engine
-    kept = db.own_connections.kept()
-    assert kept is not None
-    if engine.dialect.name == "postgresql":
-        assert kept.autocommit is True  # it sends its own BEGIN and COMMIT
-        assert kept.info.transaction_status == 0  # idle: nothing left open
-    else:
-        assert kept.isolation_level is None and not kept.in_transaction
-    live_session.close()
-    pooled = [engine.connect() for _ in range(engine.pool.checkedin())]  # every pooled one
-    assert pooled, engine.pool.status()
-    for conn in pooled:
-        driver = conn.connection.driver_connection
-        assert driver is not kept
-        if engine.dialect.name == "postgresql":
-            assert driver.autocommit is False  # transactions still begin
-        else:
-            assert driver.isolation_level is None  # SQLAlchemy still decides when they begin
-        conn.close()
+    assert client.post(path, data=one_click).status_code == 200
+    # Another connection sees it at once: committed before the answer.
     assert len(recorded(live_session, subscriber)) == 1
+    live_session.commit()
+    statuses = [client.post(path, data=one_click).status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    assert len(recorded(live_session, subscriber)) == 1
+    live_session.close()
+    engine = live_app.extensions["prefcenter.db"].engine
+    assert engine.pool.checkedout() == 0  # every session of the one-clicks was closed
     revoked = live_links.unsubscribe(subscriber, topic="offers")
     live_session.get(Subscriber, subscriber.id).link_epoch += 1
     live_session.commit()
@@ -280,23 +274,31 @@ def test_an_unreachable_database_answers_503_with_retry_after(database_url, tmp_
         application.extensions["prefcenter.db"].engine.dispose()
 
 
-def test_a_kept_connection_that_died_is_replaced_without_a_503(
+def test_connections_that_died_in_the_pool_are_replaced_without_a_503(
         live_app, live_catalogue, live_links, live_session):
-    """The server closed the kept connection since its last use (a restart, an idle
-    timeout): the next one-click finds out, opens a fresh one and succeeds."""
+    """The server closed the pooled connections since their last use (a restart, an idle
+    timeout): the next one-click finds out, takes a fresh connection and succeeds (SQLite:
+    the statement fails and the work runs once more; PostgreSQL: the pool's ping)."""
     first, second = live_catalogue.subscriber(), live_catalogue.subscriber()
+    live_session.commit()
+    live_session.connection()  # its own connection, kept out of the ones to kill
     client = live_app.test_client()
     one_click = {"List-Unsubscribe": "One-Click"}
     assert client.post(live_links.unsubscribe(first), data=one_click).status_code == 200
-    db = live_app.extensions["prefcenter.db"]
-    kept = db.own_connections.kept()
-    if db.engine.dialect.name == "postgresql":
-        live_session.execute(text("SELECT pg_terminate_backend(:pid)"),
-                             {"pid": kept.info.backend_pid})
+    engine = live_app.extensions["prefcenter.db"].engine
+    pooled = [engine.connect() for _ in range(engine.pool.checkedin())]
+    assert pooled
+    drivers = [conn.connection.driver_connection for conn in pooled]
+    for conn in pooled:
+        conn.close()
+    if engine.dialect.name == "postgresql":
+        live_session.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE pid = ANY(:pids)"),
+                             {"pids": [d.info.backend_pid for d in drivers]})
         live_session.commit()
     else:
-        kept.close()
+        for driver in drivers:
+            driver.close()
     response = client.post(live_links.unsubscribe(second), data=one_click)
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert db.own_connections.kept() is not kept
     assert [e["columns"][1] for e in recorded(live_session, second)] == ["unsubscribed_all"]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from app.api.auth import create_api_key
 from app.links.services import UNSUBSCRIBE, LinkClaims
 from app.subscribers.services import Context, change
-from app.unsubscribe.services import one_click_unsubscribe
+from app.unsubscribe.services import unsubscribe_by_link
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.services import create_endpoint, replay_range
 
@@ -74,13 +74,11 @@ def test_only_wanted_sources_are_queued(session, catalogue):
 
 @pytest.mark.parametrize("sources", [["api"], ["one_click"]])
 def test_the_one_click_path_honours_sources(app, session, catalogue, sources):
-    """SQLite's Core statements and PostgreSQL's prefcenter_one_click() alike."""
+    """The one-click's events go through the one rule's endpoint filter too."""
     endpoint, _ = create_endpoint(session, "https://crm.example/h", sources=sources)
     subscriber = catalogue.subscriber()
     session.commit()
     claims = LinkClaims(UNSUBSCRIBE, subscriber.public_id, subscriber.link_epoch, None, None,
                         None, "0123456789abcdef")
-    assert one_click_unsubscribe(session.connection(), claims,
-                                 context=Context(source="one_click")) == 1
-    session.commit()
+    assert len(unsubscribe_by_link(session, claims, context=Context(source="one_click"))) == 1
     assert len(queued(session, endpoint.id)) == (1 if "one_click" in sources else 0)

@@ -64,6 +64,7 @@ from app.subscribers.models import EspEvent, Subscriber
 from app.subscribers.services import (
     Context,
     PreferenceError,
+    Suppressed,
     change,
     default_channels,
     is_paused,
@@ -585,6 +586,11 @@ def subscriber_change(subscriber_id: int):
                         topics=submission.topics, allowed=allowed,
                         unsubscribed_all=submission.unsubscribed_all,
                         phone=submission.phone, paused_until=submission.paused_until)
+    except Suppressed:
+        session.rollback()
+        return _subscriber_page(_get_or_404(Subscriber, subscriber_id), 409, _(
+            "Nothing was saved: this address was erased and is suppressed, so it stays "
+            "unsubscribed from all marketing."))
     except PreferenceError as exc:
         session.rollback()
         return _subscriber_page(_get_or_404(Subscriber, subscriber_id), 422,

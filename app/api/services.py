@@ -34,6 +34,7 @@ from app.subscribers.services import (
     InvalidPhone,
     NoChannel,
     PhoneRequired,
+    Suppressed,
     TopicChoice,
     UnknownChannel,
     UnknownFrequency,
@@ -43,11 +44,11 @@ from app.subscribers.services import (
     change,
     create_subscriber,
     email_hash,
-    is_suppressed,
     marketing_topics,
     normalise_email,
     normalise_phone,
     snapshot,
+    suppression,
     validate_choices,
 )
 from app.topics.models import FREQUENCIES, Role, Topic
@@ -244,14 +245,11 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
                              conflicting_external_id=other.external_id)
     current = subscriber.email if subscriber is not None else None
     address = email or current
-    suppressed = address is not None and is_suppressed(session, address)
-    if suppressed and data.unsubscribed_all is False:
-        raise ApiProblem(409, "Conflict",
-                         "This address was erased and is suppressed: it stays unsubscribed "
-                         "from all marketing and cannot be resubscribed through the API.")
-    # A suppressed address arriving (new subscriber, or a change of address) starts
-    # unsubscribed from all; the subscriber's own choices after that are theirs.
-    unsubscribed_all = True if suppressed and email != current else data.unsubscribed_all
+    try:
+        unsubscribed_all = suppression(session, address, unsubscribed_all=data.unsubscribed_all,
+                                       arriving=email != current)
+    except Suppressed as exc:
+        raise ApiProblem(409, "Conflict", str(exc)) from exc
     if subscriber is None:
         if email is None:
             raise invalid("/email", "email is required to create a subscriber.")

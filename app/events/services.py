@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -29,14 +30,15 @@ def record_event(session: Session, subscriber, *, type: str, action: str, source
 
 
 def change_of(event: Event) -> dict:
-    change = {
-        "action": event.action,
-        "topic": event.topic,
-        "before": (event.before or {}).get("value"),
-        "after": (event.after or {}).get("value"),
-    }
-    if event.reason:  # only where the source gave one (an ESP's "complaint")
-        change["reason"] = event.reason
+    return change_dict(event.action, event.topic, (event.before or {}).get("value"),
+                       (event.after or {}).get("value"), event.reason)
+
+
+def change_dict(action: str, topic: str | None, before, after, reason: str | None) -> dict:
+    """One change as an event's webhook payload shows it."""
+    change = {"action": action, "topic": topic, "before": before, "after": after}
+    if reason:  # only where the source gave one (an ESP's "complaint")
+        change["reason"] = reason
     return change
 
 
@@ -67,3 +69,41 @@ def seal(session: Session, subscriber, events: list[Event], snapshot: dict) -> N
                     endpoint_id=endpoint.id, event_id=event.id,
                     subscriber_id=event.subscriber_id, next_attempt_at=event.created_at,
                 ))
+
+
+_events = Event.__table__
+_endpoints = WebhookEndpoint.__table__
+_deliveries = WebhookDelivery.__table__
+_INSERT_EVENT = insert(_events)
+_INSERT_DELIVERY = insert(_deliveries)
+_ENABLED_ENDPOINTS = (select(_endpoints.c.id, _endpoints.c.event_types, _endpoints.c.sources)
+                      .where(_endpoints.c.enabled.is_(True)))
+
+
+def append_event(conn: Connection, *, subscriber_id: int, type: str, action: str,
+                 topic: str | None, before, after, source: str, actor: str | None,
+                 token_id: str | None, campaign: str | None, reason: str | None,
+                 version: int, snapshot: dict) -> int:
+    """:func:`record_event` and :func:`seal` for one event, in Core statements on ``conn``
+    (the caller's transaction): the event with its payload, and its outbox rows for the
+    enabled endpoints that want it (:meth:`WebhookEndpoint.wants`). Its id."""
+    created_at = utcnow()
+    event_id = conn.execute(_INSERT_EVENT, {
+        "subscriber_id": subscriber_id, "type": type, "action": action, "topic": topic,
+        "before": None if before is None else {"value": before},
+        "after": None if after is None else {"value": after},
+        "source": source, "actor": actor, "token_id": token_id, "campaign": campaign,
+        "reason": reason, "version": version, "created_at": created_at,
+        "payload": payload_of(snapshot, change_dict(action, topic, before, after, reason),
+                              source),
+    }).inserted_primary_key[0]
+    deliveries = [
+        {"endpoint_id": endpoint.id, "event_id": event_id, "subscriber_id": subscriber_id,
+         "status": "pending", "attempts": 0, "next_attempt_at": created_at,
+         "created_at": created_at}
+        for endpoint in conn.execute(_ENABLED_ENDPOINTS)
+        if WebhookEndpoint.wants(endpoint, type, source)
+    ]
+    if deliveries:
+        conn.execute(_INSERT_DELIVERY, deliveries)
+    return event_id

@@ -45,6 +45,7 @@ from app.subscribers.services import (
     NoChannel,
     PhoneRequired,
     PreferenceError,
+    Suppressed,
     change,
     is_paused,
 )
@@ -144,6 +145,9 @@ def save(token: str):
             locale=locale if request.form.get("lang") == locale else None,
             phone=submission.phone, paused_until=submission.paused_until,
         )
+    except Suppressed:
+        session.rollback()
+        return _render(token, subscriber, error=suppressed_message(), status=409)
     except (InvalidPhone, PhoneRequired, NoChannel) as exc:
         # The subscriber's own mistake: the page again, saying what to fix; nothing saved.
         session.rollback()
@@ -275,6 +279,12 @@ def address_confirm(code: str):
     url = links_for(current_app, subscriber)["preferences_url"]
     return render_template("preferences/address_done.html", taken=False,
                            email=subscriber.email, url=url)
+
+
+def suppressed_message() -> str:
+    """Why a suppressed address cannot switch marketing email back on (page and undo)."""
+    return _("This address was removed from our lists at its owner's request, so marketing "
+             "email cannot be switched back on for it.")
 
 
 def _input_error(exc: PreferenceError) -> str:

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, or_, select
+from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.db import iso_z, utcnow
 from app.events.models import Event
-from app.events.services import record_event, seal
+from app.events.services import append_event, record_event, seal
 from app.mail.services import forget as forget_mail
 from app.subscribers.models import (
     AddressChange,
@@ -23,6 +24,7 @@ from app.subscribers.models import (
     Subscription,
     Suppression,
     address_key,
+    channels_of,
 )
 from app.topics.models import CHANNELS, FREQUENCIES, Role, Topic
 
@@ -67,6 +69,11 @@ class NoChannel(PreferenceError):
 
 class AddressTaken(PreferenceError):
     """Another subscriber has this address (compared case-insensitively)."""
+
+
+class Suppressed(PreferenceError):
+    """The address is suppressed (its subscriber was erased): it stays unsubscribed from
+    all marketing, whoever asks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +159,25 @@ def is_suppressed(session: Session, email: str) -> bool:
     ) is not None
 
 
+def suppression(session: Session, address: str | None, *, unsubscribed_all: bool | None,
+                arriving: bool) -> bool | None:
+    """The one suppression rule: the master switch a change may set for ``address``.
+
+    A suppressed address (see :func:`erase`) stays unsubscribed from all marketing on every
+    path (page, undo, admin, API, batch, import, ESP): asking for ``unsubscribed_all=False``
+    raises :class:`Suppressed`, and an address ``arriving`` (a new subscriber, a change of
+    address) is unsubscribed from all. Otherwise the request stands as given.
+    """
+    if unsubscribed_all is not False and not arriving:
+        return unsubscribed_all
+    if not address or not is_suppressed(session, address):
+        return unsubscribed_all
+    if unsubscribed_all is False:
+        raise Suppressed("This address was erased and is suppressed: it stays unsubscribed "
+                         "from all marketing and cannot be resubscribed.")
+    return True
+
+
 def by_public_id(session: Session, public_id: str, *, for_update: bool = False):
     query = select(Subscriber).where(Subscriber.public_id == public_id,
                                      Subscriber.erased_at.is_(None))
@@ -224,7 +250,8 @@ def create_subscriber(session: Session, *, email: str, external_id: str | None =
     """A new subscriber with the role's defaults; suppressed addresses start unsubscribed."""
     now = utcnow()
     subscriber = Subscriber(email=email, external_id=external_id, locale=locale, role=role,
-                            unsubscribed_all=is_suppressed(session, email),
+                            unsubscribed_all=bool(suppression(
+                                session, email, unsubscribed_all=None, arriving=True)),
                             created_at=now, updated_at=now, version=1)
     session.add(subscriber)
     for rt in role_topics(role):
@@ -282,7 +309,8 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
 
     ``allowed`` maps the slugs this caller may touch to their topics; any
     other slug, or a frequency or channel the topic does not offer, or SMS
-    without a phone, raises before anything is changed. ``phone`` (E.164,
+    without a phone, or resubscribing a suppressed address (:func:`suppression`),
+    raises before anything is changed. ``phone`` (E.164,
     see :func:`normalise_phone`) and ``paused_until`` are left alone when
     :data:`KEEP`, removed when None. Removing the phone stops SMS for every
     topic at once (one ``topic.channels`` event per topic it stops).
@@ -294,6 +322,10 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
         # Removing the number wins over SMS ticked in the same change (a form sends both).
         topics = {slug: _without_sms(choice) for slug, choice in topics.items()}
     validate_choices(topics, allowed, has_phone=new_phone is not None)
+    arriving = email is not None and email != subscriber.email
+    if arriving or (unsubscribed_all is False and subscriber.unsubscribed_all):
+        unsubscribed_all = suppression(session, email or subscriber.email,
+                                       unsubscribed_all=unsubscribed_all, arriving=arriving)
     events: list[Event] = []
     ctx = {"source": context.source, "actor": context.actor, "token_id": context.token_id,
            "campaign": context.campaign, "reason": context.reason}
@@ -381,19 +413,148 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
     return events
 
 
+def stops_topic(kind: str | None) -> bool:
+    """Whether unsubscribing by a topic (of this kind) stops that topic alone.
+
+    Only a marketing topic does; a topic that is transactional or unknown (None), or no
+    topic at all, means all marketing: the intent "stop mailing me" is honoured fully.
+    """
+    return kind == "marketing"
+
+
+def unsubscribe_in_force(*, unsubscribed_all: bool, topic_kind: str | None,
+                         subscribed: bool | None) -> bool:
+    """Whether :func:`unsubscribe` by a topic of ``topic_kind`` would change nothing.
+
+    ``subscribed`` is the subscriber's subscription to that topic (None: none at all,
+    which is as unsubscribed as one switched off).
+    """
+    if stops_topic(topic_kind):
+        return not subscribed
+    return bool(unsubscribed_all)
+
+
+# --- the unsubscribe rule, in Core statements ---------------------------------------------------
+#
+# Defined once, run through SQLAlchemy (compiled once, cached) on the caller's connection: the
+# RFC 8058 one-click, the unsubscribe page and the ESP intake call it, the ORM callers through
+# unsubscribe() below. It writes what change() writes for the same change: the subscription or
+# the master switch, version and updated_at, one event whose payload is the new snapshot, and
+# its outbox rows (app.events.services.append_event).
+
+_subscribers = Subscriber.__table__
+_subscriptions = Subscription.__table__
+_topics = Topic.__table__
+_roles = Role.__table__
+
+_TOPIC_KIND = select(_topics.c.kind).where(_topics.c.slug == bindparam("slug"))
+# The subscriber under its row lock (SQLite: the write lock its transaction already holds),
+# with the kind of the topic named (None: no such topic).
+_LOCKED = (
+    select(_subscribers.c.id, _subscribers.c.external_id, _subscribers.c.email,
+           _subscribers.c.locale, _subscribers.c.unsubscribed_all, _subscribers.c.link_epoch,
+           _subscribers.c.version, _subscribers.c.phone, _subscribers.c.paused_until,
+           _roles.c.slug.label("role"), _TOPIC_KIND.scalar_subquery().label("topic_kind"))
+    .select_from(_subscribers.outerjoin(_roles, _roles.c.id == _subscribers.c.role_id))
+    .where(_subscribers.c.public_id == bindparam("public_id"),
+           _subscribers.c.erased_at.is_(None))
+    .with_for_update(of=_subscribers)
+)
+_SUBSCRIPTIONS = (
+    select(_topics.c.id, _topics.c.slug, _subscriptions.c.subscribed,
+           _subscriptions.c.frequency, _subscriptions.c.by_email, _subscriptions.c.by_sms)
+    .join_from(_subscriptions, _topics, _topics.c.id == _subscriptions.c.topic_id)
+    .where(_subscriptions.c.subscriber_id == bindparam("subscriber_id"))
+)
+_STOP_TOPIC = (
+    update(_subscriptions)
+    .where(_subscriptions.c.subscriber_id == bindparam("b_subscriber_id"),
+           _subscriptions.c.topic_id == bindparam("b_topic_id"))
+    .values(subscribed=False, updated_at=bindparam("now"))
+)
+_BUMP = (
+    update(_subscribers)
+    .where(_subscribers.c.id == bindparam("b_id"))
+    .values(version=bindparam("new_version"), updated_at=bindparam("now"),
+            unsubscribed_all=bindparam("all_off"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    """What :func:`unsubscribe_rows` found and did."""
+
+    found: bool  # False: no such subscriber, or erased
+    link_epoch: int = 0
+    event_ids: tuple[int, ...] = ()
+
+
+def unsubscribe_rows(conn: Connection, public_id: str, topic: str | None, *,
+                     context: Context, epoch: int | None = None) -> Unsubscribed:
+    """Stop ``topic`` (if it is marketing: :func:`stops_topic`) or all marketing, for the
+    subscriber ``public_id``, in ``conn``'s transaction, which the caller commits.
+
+    The state is read under the subscriber's row lock, so of two racing calls the second
+    finds the first's change and writes nothing (a repeat writes nothing). With ``epoch``
+    (a link's), nothing is written if the subscriber's link epoch is newer (revoked links).
+    """
+    row = conn.execute(_LOCKED, {"public_id": public_id, "slug": topic}).first()
+    if row is None:
+        return Unsubscribed(found=False)
+    if epoch is not None and epoch < row.link_epoch:
+        return Unsubscribed(found=True, link_epoch=row.link_epoch)
+    # A second statement, after the lock: on PostgreSQL a locked row that a racing
+    # transaction changed is read again, but rows joined to it would not be.
+    subscriptions = conn.execute(_SUBSCRIPTIONS, {"subscriber_id": row.id}).all()
+    stopped = None
+    if stops_topic(row.topic_kind):
+        stopped = next((s for s in subscriptions if s.slug == topic), None)
+        due = stopped is not None and stopped.subscribed
+        action, before, after = "topic.unsubscribed", True, False
+    else:
+        topic = None
+        due = not row.unsubscribed_all
+        action, before, after = "unsubscribed_all", False, True
+    if not due:
+        return Unsubscribed(found=True, link_epoch=row.link_epoch)
+    now = utcnow()
+    version = row.version + 1
+    all_off = topic is None or row.unsubscribed_all
+    if stopped is not None:
+        conn.execute(_STOP_TOPIC, {"b_subscriber_id": row.id, "b_topic_id": stopped.id,
+                                   "now": now})
+    conn.execute(_BUMP, {"b_id": row.id, "new_version": version, "now": now,
+                         "all_off": all_off})
+    snapshot = snapshot_of(
+        external_id=row.external_id, email=row.email, locale=row.locale, role=row.role,
+        unsubscribed_all=all_off,
+        topics=[(s.slug, False if s is stopped else s.subscribed, s.frequency,
+                 channels_of(by_email=s.by_email, by_sms=s.by_sms)) for s in subscriptions],
+        phone=row.phone, paused_until=row.paused_until, version=version, updated_at=now,
+    )
+    event_id = append_event(
+        conn, subscriber_id=row.id, type="subscriber.unsubscribed", action=action,
+        topic=topic, before=before, after=after, source=context.source, actor=context.actor,
+        token_id=context.token_id, campaign=context.campaign, reason=context.reason,
+        version=version, snapshot=snapshot)
+    return Unsubscribed(found=True, link_epoch=row.link_epoch, event_ids=(event_id,))
+
+
 def unsubscribe(session: Session, subscriber: Subscriber, topic: str | None, *,
                 context: Context) -> list[Event]:
-    """Stop a topic (or, without one, all marketing). Repeats change nothing."""
-    if topic is not None:
-        # The subscriber's subscriptions are loaded already: no query for a known topic.
-        found = next((s.topic for s in subscriber.subscriptions if s.topic.slug == topic),
-                     None) or session.scalar(select(Topic).where(Topic.slug == topic))
-        if found is not None and found.kind == "marketing":
-            return change(session, subscriber, context=context,
-                          topics={topic: TopicChoice(subscribed=False)},
-                          allowed={topic: found})
-        # A topic since deleted or made transactional: honour the intent fully.
-    return change(session, subscriber, context=context, unsubscribed_all=True, allowed={})
+    """Stop a topic (or, without one, all marketing); the events written (none: a repeat).
+
+    :func:`unsubscribe_rows` on the session's connection, the subscriber's pending changes
+    flushed first and its loaded state expired after.
+    """
+    session.flush()
+    done = unsubscribe_rows(session.connection(), subscriber.public_id, topic, context=context)
+    if not done.event_ids:
+        return []
+    for sub in subscriber.__dict__.get("subscriptions", ()):
+        session.expire(sub)
+    session.expire(subscriber)
+    return list(session.scalars(select(Event).where(Event.id.in_(done.event_ids))))
 
 
 def _scrubbed(value, emails: set[str]):

@@ -19,4 +19,7 @@ class UnsubscribeForm(FlaskForm):
 
 
 class UndoForm(FlaskForm):
-    """Re-subscribe what the page just unsubscribed (CSRF only)."""
+    """Re-subscribe what the page just unsubscribed: the CSRF token and the signed receipt
+    of that change (:func:`app.unsubscribe.services.undo_receipt`)."""
+
+    receipt = HiddenField()

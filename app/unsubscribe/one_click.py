@@ -24,12 +24,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app import limits, security
-from app.db import Database, get_db, get_session
+from app.db import get_db, run_once_more_if_dropped
 from app.links.services import LinkClaims, LinkError, get_signer
 from app.unsubscribe.services import (
-    OneClick,
     WritersQueueTimeout,
     link_context,
+    unsubscribe_by_link,
     verify_unsubscribe,
     writers_queue,
 )
@@ -84,40 +84,20 @@ class OneClickAnswer:
         return 200, PLAIN[200], {}
 
     def _unsubscribe(self, claims: LinkClaims) -> None:
-        """A repeat is answered from one unlocked read; a change commits before this returns.
+        """The one rule (:func:`app.unsubscribe.services.unsubscribe_by_link`), committed
+        before the answer; a connection found dead is replaced and the work done once more.
 
-        No ORM, one DBAPI connection: see :class:`app.unsubscribe.services.OneClick`. On the
-        engine, the thread's own connection (:class:`app.db.OwnConnections`) in its own
-        transaction; a sessionmaker bound to a connection (the test suite's rolled-back
-        transaction) lends that connection, and a session on it commits.
+        On the engine, a pooled Connection of its own (a Session costs as much again as the
+        statements); a sessionmaker bound to a connection (the test suite's rolled-back
+        transaction) lends a Session on it.
         """
-        db = self.db
-        rule = OneClick.for_dialect(db.engine.dialect)
         context = link_context("one_click", claims)
-
-        def once(connection, *, transaction: bool = True) -> None:
-            rule.unsubscribe(connection, claims, context=context, transaction=transaction,
-                             queue=lambda: writers_queue(db))
-
-        if isinstance(db.sessionmaker.kw.get("bind"), Engine):
-            db.own_connections.run(once)
-        else:
-            with self.app.app_context():  # a session of its own, closed on the way out
-                _in_session(db, lambda connection: once(connection, transaction=False))
-
-
-def _in_session(db: Database, work) -> None:
-    """``work(DBAPI connection)`` in the context's session's transaction, then commit."""
-    session = get_session()
-    try:
-        work(session.connection().connection.driver_connection)
-        session.commit()
-    except db.engine.dialect.loaded_dbapi.Error as exc:
-        rollback_quietly(session)
-        raise DBAPIError(None, None, exc) from exc
-    except BaseException:
-        rollback_quietly(session)
-        raise
+        db = self.db
+        bound_to_engine = isinstance(db.sessionmaker.kw.get("bind"), Engine)
+        run_once_more_if_dropped(
+            db.engine.connect if bound_to_engine else db.sessionmaker,
+            lambda unit: unsubscribe_by_link(unit, claims, context=context,
+                                             queue=lambda: writers_queue(db)))
 
 
 def rollback_quietly(session) -> None:

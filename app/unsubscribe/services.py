@@ -9,19 +9,20 @@ subscriber is still refused.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import NamedTuple
 
-from sqlalchemy import Integer, String, and_, bindparam, func, insert, select, update
-from sqlalchemy.engine import Connection, Dialect
+from itsdangerous import BadData, URLSafeTimedSerializer
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
-from app.db import Database, UTCDateTime, iso_z, utcnow
+from app.db import Database
 from app.events.models import Event
-from app.events.services import payload_of
 from app.links.services import (
     UNSUBSCRIBE,
     ExpiredLink,
@@ -31,10 +32,16 @@ from app.links.services import (
     RevokedLink,
     UnknownSubscriber,
 )
-from app.subscribers.models import Subscriber, Subscription, channels_of
-from app.subscribers.services import Context, TopicChoice, change, snapshot_of
+from app.subscribers.models import Subscriber, Subscription
+from app.subscribers.services import (
+    Context,
+    TopicChoice,
+    change,
+    stops_topic,
+    unsubscribe_in_force,
+    unsubscribe_rows,
+)
 from app.topics.models import Role, Topic
-from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 MAX_TOKEN_LENGTH = 512
 
@@ -136,60 +143,116 @@ def open_unsubscribe(session: Session, signer: LinkSigner, token: str, *,
 def target_topic(subscriber: Subscriber, session: Session, slug: str | None) -> Topic | None:
     """The marketing topic a token unsubscribes from, or None for all marketing.
 
-    Mirrors :func:`app.subscribers.services.unsubscribe`: a topic that is
-    unknown or not marketing means everything.
+    As :func:`app.subscribers.services.unsubscribe` decides (:func:`stops_topic`): a
+    topic that is unknown or not marketing means everything.
     """
     if slug is None:
         return None
     for sub in subscriber.subscriptions:
         if sub.topic.slug == slug:
-            return sub.topic if sub.topic.kind == "marketing" else None
+            return sub.topic if stops_topic(sub.topic.kind) else None
     topic = session.scalar(select(Topic).where(Topic.slug == slug))
-    return topic if topic is not None and topic.kind == "marketing" else None
+    return topic if topic is not None and stops_topic(topic.kind) else None
 
 
 def is_unsubscribed(subscriber: Subscriber, topic: Topic | None) -> bool:
     """Whether the link's unsubscribe is already in force."""
-    if topic is None:
-        return subscriber.unsubscribed_all
-    sub = subscriber.subscription(topic.id)
-    return sub is None or not sub.subscribed
+    sub = subscriber.subscription(topic.id) if topic is not None else None
+    return unsubscribe_in_force(unsubscribed_all=subscriber.unsubscribed_all,
+                                topic_kind=topic.kind if topic is not None else None,
+                                subscribed=sub.subscribed if sub is not None else None)
 
 
-def undo(session: Session, subscriber: Subscriber, topic: Topic | None, *,
+# --- Undo -----------------------------------------------------------------------------------
+#
+# The confirmation page's "Undo" reverses the change that unsubscribe made, and nothing else:
+# its form carries a receipt signed for this purpose, naming the events written, the
+# subscriber's version after them and this browser (its session's CSRF secret, hashed), good
+# for UNDO_WINDOW seconds. A link alone, an old receipt, another browser's receipt, or a
+# receipt after any later change of the subscriber is refused; a suppressed address stays
+# unsubscribed (app.subscribers.services.suppression, through change()).
+
+UNDO_SALT = "prefcenter.unsubscribe.undo"
+UNDO_WINDOW = 15 * 60
+
+
+class UndoRefused(Exception):
+    """No undo: no receipt, a forged, expired or foreign one, or the subscriber changed since."""
+
+
+def _undo_serializer(secret_keys: list[str]) -> URLSafeTimedSerializer:
+    # itsdangerous signs with the last key and verifies with all: the first key signs.
+    return URLSafeTimedSerializer(list(reversed(secret_keys)), salt=UNDO_SALT)
+
+
+def browser_of(csrf_secret: str) -> str:
+    """What a receipt holds of the browser: a hash of its session's CSRF secret."""
+    return hashlib.sha256(f"{UNDO_SALT}:{csrf_secret}".encode()).hexdigest()[:32]
+
+
+def undo_receipt(secret_keys: list[str], subscriber: Subscriber, events: list[Event], *,
+                 browser: str) -> str:
+    """The signed receipt of ``events``, just written for ``subscriber`` in ``browser``
+    (the version is the events', not whatever a later change made it)."""
+    return _undo_serializer(secret_keys).dumps(
+        {"s": subscriber.public_id, "v": max(e.version for e in events),
+         "e": [e.id for e in events], "b": browser})
+
+
+def read_undo_receipt(secret_keys: list[str], receipt: str | None, *, browser: str,
+                      max_age: int = UNDO_WINDOW) -> dict:
+    """The receipt's content if it is ours, fresh and this browser's; else UndoRefused."""
+    if not receipt or len(receipt) > MAX_TOKEN_LENGTH:
+        raise UndoRefused("no receipt")
+    try:
+        data = _undo_serializer(secret_keys).loads(receipt, max_age=max_age)
+    except BadData as exc:
+        raise UndoRefused("receipt forged or expired") from exc
+    if not isinstance(data, dict) or not hmac.compare_digest(str(data.get("b")), browser):
+        raise UndoRefused("another browser's receipt")
+    return data
+
+
+def undo(session: Session, subscriber: Subscriber, receipt: dict, *, claims: LinkClaims,
          context: Context) -> list[Event]:
-    """Take back what the link unsubscribed: the topic, or the master unsubscribe."""
-    if topic is None:
-        return change(session, subscriber, context=context, unsubscribed_all=False, allowed={})
-    return change(session, subscriber, context=context,
-                  topics={topic.slug: TopicChoice(subscribed=True)},
-                  allowed={topic.slug: topic})
+    """Reverse exactly the receipt's events (made by ``claims``' link on its page), if the
+    subscriber has not changed since; through :func:`change`, the one rule."""
+    ids = receipt.get("e")
+    if (receipt.get("s") != subscriber.public_id or receipt.get("v") != subscriber.version
+            or not isinstance(ids, list) or not ids):
+        raise UndoRefused("the subscriber changed since")
+    events = session.scalars(select(Event).where(
+        Event.id.in_(ids), Event.subscriber_id == subscriber.id,
+        Event.source == "unsubscribe_page", Event.token_id == claims.token_id)).all()
+    if len(events) != len(ids):
+        raise UndoRefused("not this link's events")
+    topics: dict[str, TopicChoice] = {}
+    unsubscribed_all = None
+    for event in events:
+        if event.action == "topic.unsubscribed":
+            topics[event.topic] = TopicChoice(subscribed=True)
+        elif event.action == "unsubscribed_all":
+            unsubscribed_all = False
+        else:
+            raise UndoRefused(f"not an unsubscribe: {event.action}")
+    allowed = {t.slug: t for t in session.scalars(select(Topic).where(Topic.slug.in_(topics)))}
+    return change(session, subscriber, context=context, topics=topics, allowed=allowed,
+                  unsubscribed_all=unsubscribed_all)
 
 
-# --- RFC 8058 one-click, on a bare DBAPI connection ----------------------------------------------
+# --- RFC 8058 one-click ------------------------------------------------------------------------
 #
-# The same rule as :func:`app.subscribers.services.unsubscribe` (tests/test_unsubscribe_fast.py
-# runs both on identical subscribers and compares every event and outbox row): a token's topic
-# that is marketing unsubscribes that topic; one that is unknown or not marketing, or no topic,
-# unsubscribes from all marketing. A repeat changes nothing and is answered from one read.
-#
-# One-clicks arrive in bursts (a send's worth of mailbox providers), so this path skips the ORM
-# and SQLAlchemy's per-execution work. On PostgreSQL it is one call of the server-side function
-# prefcenter_one_click() (migration 0002): one statement, its own transaction, committed when it
-# returns. On SQLite, the statements below: SQLAlchemy Core, compiled once, bound with their
-# columns' own bind processors and run on a DBAPI cursor, in process.
+# One-clicks arrive in bursts after a send, and most of a burst's clicks after the first are
+# repeats (several mailbox providers, retries). A repeat is answered by one unlocked read;
+# a change is made by the rule every other path uses, under the subscriber's row lock.
 
 _subscribers = Subscriber.__table__
 _subscriptions = Subscription.__table__
 _topics = Topic.__table__
-_roles = Role.__table__
-_events = Event.__table__
-_endpoints = WebhookEndpoint.__table__
-_deliveries = WebhookDelivery.__table__
 
-# Whether the unsubscribe is in force, without a lock: the subscriber, the token's topic (if
-# it names one that exists) and the subscriber's subscription to it, in one statement.
-_STATE = (
+# The subscriber's link epoch and what the link's unsubscribe depends on, in one statement
+# (SQLAlchemy compiles it once and caches it).
+IN_FORCE = (
     select(_subscribers.c.link_epoch, _subscribers.c.unsubscribed_all,
            _topics.c.kind.label("topic_kind"), _subscriptions.c.subscribed)
     .select_from(
@@ -200,317 +263,68 @@ _STATE = (
     .where(_subscribers.c.public_id == bindparam("public_id"),
            _subscribers.c.erased_at.is_(None))
 )
-_TOPIC_KIND = select(_topics.c.kind).where(_topics.c.slug == bindparam("slug"))
-# Under the write lock: the subscriber (SQLite's BEGIN IMMEDIATE holds the database), with the
-# kind of the token's topic (None if there is no such topic).
-_LOCKED = (
-    select(_subscribers.c.id, _subscribers.c.external_id, _subscribers.c.email,
-           _subscribers.c.locale, _subscribers.c.unsubscribed_all, _subscribers.c.link_epoch,
-           _subscribers.c.version, _roles.c.slug.label("role"),
-           _TOPIC_KIND.scalar_subquery().label("topic_kind"), _subscribers.c.phone,
-           _subscribers.c.paused_until)
-    .select_from(_subscribers.outerjoin(_roles, _roles.c.id == _subscribers.c.role_id))
-    .where(_subscribers.c.public_id == bindparam("public_id"),
-           _subscribers.c.erased_at.is_(None))
-    .with_for_update(of=_subscribers)
-)
-_SUBSCRIPTIONS = (
-    select(_topics.c.id, _topics.c.slug, _topics.c.kind, _subscriptions.c.subscribed,
-           _subscriptions.c.frequency, _subscriptions.c.by_email, _subscriptions.c.by_sms)
-    .join_from(_subscriptions, _topics, _topics.c.id == _subscriptions.c.topic_id)
-    .where(_subscriptions.c.subscriber_id == bindparam("subscriber_id"))
-)
-_ENABLED_ENDPOINTS = (
-    select(_endpoints.c.id, _endpoints.c.event_types, _endpoints.c.sources)
-    .where(_endpoints.c.enabled.is_(True))
-)
-_STOP_TOPIC = (
-    update(_subscriptions)
-    .where(_subscriptions.c.subscriber_id == bindparam("b_subscriber_id"),
-           _subscriptions.c.topic_id == bindparam("b_topic_id"))
-    .values(subscribed=False, updated_at=bindparam("now"))
-)
-_BUMP = (
-    update(_subscribers)
-    .where(_subscribers.c.id == bindparam("subscriber_id"))
-    .values(version=bindparam("new_version"), updated_at=bindparam("now"),
-            unsubscribed_all=bindparam("all_off"))
-)
-_EVENT_COLUMNS = ("subscriber_id", "type", "action", "topic", "before", "after", "source",
-                  "actor", "token_id", "campaign", "version", "payload", "created_at")
-_DELIVERY_COLUMNS = ("endpoint_id", "event_id", "subscriber_id", "status", "attempts",
-                     "next_attempt_at", "created_at")
-# PostgreSQL: the whole of it, server-side (migration 0002). Returns one of _CALL_ANSWERS.
-_CALL = select(func.prefcenter_one_click(
-    bindparam("public_id", type_=String), bindparam("epoch", type_=Integer),
-    bindparam("topic", type_=String), bindparam("source", type_=String),
-    bindparam("actor", type_=String), bindparam("token_id", type_=String),
-    bindparam("campaign", type_=String), bindparam("now", type_=UTCDateTime()),
-    bindparam("now_text", type_=String), bindparam("created_at", type_=UTCDateTime()),
-))
-_WRITTEN, _IN_FORCE, _UNKNOWN, _REVOKED = range(4)
 
 
-def _insert(table, names):
-    """An INSERT of exactly ``names`` (no hidden Python-side defaults on a bare cursor)."""
-    return insert(table).values({name: bindparam(name) for name in names})
-
-
-class _Statement:
-    """One statement compiled for one dialect, bound like SQLAlchemy would bind it."""
-
-    def __init__(self, statement, dialect: Dialect):
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self._positions = compiled.positiontup
-        self._processors = {}
-        # Literal values in the statement (``subscribed=False``); the others are required.
-        self._defaults = {}
-        for bind, name in compiled.bind_names.items():
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                self._processors[name] = processor
-            if not bind.required:
-                self._defaults[name] = bind.effective_value
-
-    def params(self, values: dict):
-        params = {**self._defaults, **values}
-        for name, processor in self._processors.items():
-            params[name] = processor(params[name])
-        if self._positions is not None:
-            return tuple(params[name] for name in self._positions)
-        return params
-
-    def execute(self, cursor, values: dict | None = None):
-        cursor.execute(self.sql, self.params(values or {}))
-        return cursor
-
-
-# Rows as the cursor returns them (SQLite's booleans are 0 and 1).
-class _State(NamedTuple):
-    link_epoch: int
-    unsubscribed_all: bool | int
-    topic_kind: str | None
-    subscribed: bool | int | None
-
-
-class _Locked(NamedTuple):
-    id: int
-    external_id: str
-    email: str
-    locale: str
-    unsubscribed_all: bool | int
-    link_epoch: int
-    version: int
-    role: str | None
-    topic_kind: str | None
-    phone: str | None
-    paused_until: object  # as the driver returns it: see OneClick._paused_until
-
-
-class _Subscription(NamedTuple):
-    id: int
-    slug: str
-    kind: str
-    subscribed: bool | int
-    frequency: str | None
-    by_email: bool | int
-    by_sms: bool | int
-
-
-class _Endpoint(NamedTuple):
-    id: str
-    event_types: list
-    sources: list | None
-
-
-class OneClick:
-    """The one-click rule's statements for one dialect; :meth:`for_dialect` keeps one each."""
-
-    _built: dict[tuple, OneClick] = {}
-
-    @classmethod
-    def for_dialect(cls, dialect: Dialect) -> OneClick:
-        key = (dialect.name, dialect.driver, dialect.paramstyle)
-        found = cls._built.get(key)
-        return found if found is not None else cls._built.setdefault(key, cls(dialect))
-
-    def __init__(self, dialect: Dialect):
-        def compiled(statement):
-            return _Statement(statement, dialect)
-
-        self.server_side = dialect.name == "postgresql"
-        self.call = compiled(_CALL) if self.server_side else None
-        self.state = compiled(_STATE)
-        self.locked = compiled(_LOCKED)
-        self.subscriptions = compiled(_SUBSCRIPTIONS)
-        self.endpoints = compiled(_ENABLED_ENDPOINTS)
-        self.stop_topic = compiled(_STOP_TOPIC)
-        self.bump = compiled(_BUMP)
-        self.insert_event = compiled(_insert(_events, _EVENT_COLUMNS))
-        self.insert_delivery = compiled(_insert(_deliveries, _DELIVERY_COLUMNS))
-        # Both JSON columns share the one type (and so the one processor).
-        self._json = (_endpoints.c.event_types.type.dialect_impl(dialect)
-                      .result_processor(dialect, None))
-        self._paused_until = (_subscribers.c.paused_until.type.dialect_impl(dialect)
-                              .result_processor(dialect, None))
-
-    def unsubscribe(self, connection, claims: LinkClaims, *, context: Context,
-                    transaction: bool, queue=nullcontext) -> int:
-        """Apply the token's unsubscribe; the number of events written (0 for a repeat).
-
-        With ``transaction``, in a transaction of its own on ``connection`` (in autocommit
-        mode), which has committed before this returns; without, in the caller's, which the
-        caller commits. ``queue()`` is entered before the write lock is asked for (SQLite's
-        :func:`writers_queue`). Raises :class:`UnknownSubscriber` or :class:`RevokedLink`.
-        """
-        if self.server_side:
-            return self._call(connection, claims, context)
-        if self.in_force(connection, claims):
-            return 0
-        with queue():
-            return self.apply(connection, claims, context=context, transaction=transaction)
-
-    def _call(self, connection, claims: LinkClaims, context: Context) -> int:
-        now = utcnow()
-        cursor = connection.cursor()
-        try:
-            answer = self.call.execute(cursor, {
-                "public_id": claims.public_id, "epoch": claims.epoch, "topic": claims.topic,
-                "source": context.source, "actor": context.actor, "token_id": context.token_id,
-                "campaign": context.campaign, "now": now, "now_text": iso_z(now),
-                "created_at": utcnow(),
-            }).fetchone()[0]
-        finally:
-            cursor.close()
-        if answer == _UNKNOWN:
-            raise UnknownSubscriber("no such subscriber")
-        if answer == _REVOKED:
-            raise RevokedLink("link revoked")
-        return 1 if answer == _WRITTEN else 0
-
-    def in_force(self, connection, claims: LinkClaims) -> bool:
-        """Whether the token's unsubscribe is already in force (one read, no lock).
-
-        Raises :class:`UnknownSubscriber` (unknown or erased) or :class:`RevokedLink`.
-        """
-        cursor = connection.cursor()
-        try:
-            row = self.state.execute(
-                cursor, {"public_id": claims.public_id, "slug": claims.topic}).fetchone()
-        finally:
-            cursor.close()
-        state = None if row is None else _State(*row)
-        _check(state, claims)
-        if state.topic_kind == "marketing":
-            # No subscription to the topic is as unsubscribed as one switched off.
-            return not state.subscribed
-        return bool(state.unsubscribed_all)
-
-    def apply(self, connection, claims: LinkClaims, *, context: Context,
-              transaction: bool) -> int:
-        """The write, in process (SQLite): BEGIN IMMEDIATE (with ``transaction``), then the
-        state read again under the lock, so of two racing clicks the second finds the first
-        one's change and writes nothing. What is written is what
-        :func:`app.subscribers.services.unsubscribe` writes: the flag or the subscription,
-        version and updated_at, one event whose payload is the new snapshot, and one outbox
-        row per enabled endpoint that wants the event.
-        """
-        cursor = connection.cursor()
-        try:
-            if transaction:
-                cursor.execute("BEGIN IMMEDIATE")
-            try:
-                written = self._write(cursor, claims, context)
-            except BaseException:
-                if transaction:
-                    cursor.execute("ROLLBACK")
-                raise
-            if transaction:
-                cursor.execute("COMMIT" if written else "ROLLBACK")
-            return written
-        finally:
-            cursor.close()
-
-    def _write(self, cursor, claims: LinkClaims, context: Context) -> int:
-        row = self.locked.execute(
-            cursor, {"public_id": claims.public_id, "slug": claims.topic}).fetchone()
-        row = None if row is None else _Locked(*row)
-        _check(row, claims)
-        subscriptions = [_Subscription(*s) for s in self.subscriptions.execute(
-            cursor, {"subscriber_id": row.id}).fetchall()]
-        subscription = None
-        if row.topic_kind == "marketing":
-            subscription = next((s for s in subscriptions if s.slug == claims.topic), None)
-            due = subscription is not None and bool(subscription.subscribed)
-            action, topic = "topic.unsubscribed", claims.topic
-        else:
-            due = not row.unsubscribed_all
-            action, topic = "unsubscribed_all", None
-        if not due:
-            return 0
-        type_ = "subscriber.unsubscribed"
-        now = utcnow()
-        version = row.version + 1
-        all_off = topic is None or bool(row.unsubscribed_all)
-        snapshot = snapshot_of(
-            external_id=row.external_id, email=row.email, locale=row.locale, role=row.role,
-            unsubscribed_all=all_off,
-            topics=[(s.slug, False if s.slug == topic else bool(s.subscribed), s.frequency,
-                     channels_of(by_email=s.by_email, by_sms=s.by_sms))
-                    for s in subscriptions],
-            phone=row.phone,
-            paused_until=(self._paused_until(row.paused_until) if self._paused_until
-                          else row.paused_until),
-            version=version, updated_at=now,
-        )
-        # A topic goes from subscribed to not; the master switch from off to on.
-        before, after = (True, False) if topic is not None else (False, True)
-        change = {"action": action, "topic": topic, "before": before, "after": after}
-        created_at = utcnow()
-        if topic is not None:
-            self.stop_topic.execute(cursor, {"b_subscriber_id": row.id,
-                                             "b_topic_id": subscription.id, "now": now})
-        self.bump.execute(cursor, {"subscriber_id": row.id, "new_version": version,
-                                   "now": now, "all_off": all_off})
-        event_id = self.insert_event.execute(cursor, {
-            "subscriber_id": row.id, "type": type_, "action": action, "topic": topic,
-            "before": {"value": before}, "after": {"value": after},
-            "source": context.source, "actor": context.actor, "token_id": context.token_id,
-            "campaign": context.campaign, "version": version,
-            "payload": payload_of(snapshot, change, context.source), "created_at": created_at,
-        }).lastrowid
-        endpoints = [_Endpoint(*e) for e in self.endpoints.execute(cursor).fetchall()]
-        for endpoint in endpoints:
-            if self._json is not None:
-                endpoint = endpoint._replace(event_types=self._json(endpoint.event_types),
-                                             sources=self._json(endpoint.sources))
-            # The model's own rule for which events an endpoint receives.
-            if WebhookEndpoint.wants(endpoint, type_, context.source):
-                self.insert_delivery.execute(cursor, {
-                    "endpoint_id": endpoint.id, "event_id": event_id, "subscriber_id": row.id,
-                    "status": "pending", "attempts": 0, "next_attempt_at": created_at,
-                    "created_at": created_at})
-        return 1
-
-
-def _check(row, claims: LinkClaims) -> None:
-    if row is None:
+def _check(found, claims: LinkClaims) -> None:
+    if found is None:
         raise UnknownSubscriber("no such subscriber")
-    if claims.epoch < row.link_epoch:
+    if claims.epoch < found.link_epoch:
         raise RevokedLink("link revoked")
 
 
-def _driver_connection(conn: Connection):
-    return conn.connection.driver_connection
+def _connection(unit: Session | Connection, *, write: bool = False) -> Connection:
+    """The connection of a unit of work: a Session's, or a Connection itself; ``write``
+    starts its transaction as SQLite's writer (BEGIN IMMEDIATE)."""
+    if isinstance(unit, Session):
+        return unit.connection(execution_options={"sqlite_begin": "IMMEDIATE"}
+                               if write else None)
+    if write:
+        unit.execution_options(sqlite_begin="IMMEDIATE")
+    return unit
 
 
-def one_click_in_force(conn: Connection, claims: LinkClaims) -> bool:
-    """:meth:`OneClick.in_force` on a SQLAlchemy connection (inside its transaction)."""
-    return OneClick.for_dialect(conn.dialect).in_force(_driver_connection(conn), claims)
+def in_force(unit: Session | Connection, claims: LinkClaims) -> bool:
+    """Whether the link's unsubscribe is in force already (one read, no lock).
+
+    Raises :class:`UnknownSubscriber` (unknown or erased) or :class:`RevokedLink`.
+    """
+    row = _connection(unit).execute(IN_FORCE, {"public_id": claims.public_id,
+                                               "slug": claims.topic}).first()
+    _check(row, claims)
+    return unsubscribe_in_force(unsubscribed_all=row.unsubscribed_all,
+                                topic_kind=row.topic_kind, subscribed=row.subscribed)
 
 
-def one_click_unsubscribe(conn: Connection, claims: LinkClaims, *, context: Context) -> int:
-    """:meth:`OneClick.unsubscribe` in ``conn``'s transaction, which the caller commits."""
-    return OneClick.for_dialect(conn.dialect).unsubscribe(
-        _driver_connection(conn), claims, context=context, transaction=False)
+def unsubscribe_by_link(unit: Session | Connection, claims: LinkClaims, *, context: Context,
+                        queue=nullcontext) -> list[int]:
+    """The link's unsubscribe, committed before this returns; its event ids (none: a repeat).
+
+    ``unit`` is a Session, or a Connection (the one-click's: no Session to build and end).
+    A repeat costs one unlocked read (:func:`in_force`). Otherwise ``queue()`` (SQLite:
+    :func:`writers_queue`) is entered and :func:`app.subscribers.services.unsubscribe_rows`,
+    the one rule, reads the subscriber again under its row lock (SQLite: the write lock of
+    BEGIN IMMEDIATE), so of two racing clicks the second finds the first's change and writes
+    nothing. Raises :class:`UnknownSubscriber` or :class:`RevokedLink`.
+    """
+    sqlite = _connection(unit).dialect.name == "sqlite"
+    try:
+        done = in_force(unit, claims)
+    except BaseException:
+        unit.rollback()
+        raise
+    if done or sqlite:
+        # SQLite: a reading transaction must not become the writer (SQLITE_BUSY); the
+        # write starts afresh with the lock. PostgreSQL reads afresh under the row lock.
+        unit.rollback()
+    if done:
+        return []
+    with queue():
+        try:
+            done = unsubscribe_rows(_connection(unit, write=sqlite), claims.public_id,
+                                    claims.topic, context=context, epoch=claims.epoch)
+            _check(done if done.found else None, claims)
+            unit.commit()
+        except BaseException:
+            unit.rollback()
+            raise
+    return list(done.event_ids)

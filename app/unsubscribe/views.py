@@ -13,10 +13,11 @@ change, the answer is 503 with Retry-After and the mailbox provider retries.
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
+from flask import session as cookie_session
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
-from flask_wtf.csrf import validate_csrf
+from flask_wtf.csrf import generate_csrf, validate_csrf
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, ServiceUnavailable
 from wtforms.validators import ValidationError
 
@@ -25,8 +26,8 @@ from app.db import get_db, get_session
 from app.limits import limiter, public_limit
 from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for
 from app.preferences.services import mask_email, transactional_names
-from app.preferences.views import render_link_error
-from app.subscribers.services import unsubscribe
+from app.preferences.views import render_link_error, suppressed_message
+from app.subscribers.services import Suppressed, unsubscribe
 from app.unsubscribe.forms import UndoForm, UnsubscribeForm
 from app.unsubscribe.one_click import (
     LINK_PLAIN,
@@ -40,11 +41,15 @@ from app.unsubscribe.one_click import (
     rollback_quietly,
 )
 from app.unsubscribe.services import (
+    UndoRefused,
+    browser_of,
     is_unsubscribed,
     link_context,
     open_unsubscribe,
+    read_undo_receipt,
     target_topic,
     undo,
+    undo_receipt,
     writers_queue,
 )
 
@@ -197,13 +202,23 @@ def _locked(token: str, apply):
     return claims, subscriber, expired, topic, events
 
 
+def _browser_id() -> str:
+    """This browser, as an undo receipt names it: its session's CSRF secret, hashed."""
+    generate_csrf()  # the session holds the secret from now on (the page's form made it)
+    return browser_of(cookie_session[current_app.config["WTF_CSRF_FIELD_NAME"]])
+
+
 def _browser(token: str):
     claims, subscriber, expired, topic, events = _locked(
         token, lambda session, subscriber, claims, _topic: unsubscribe(
             session, subscriber, claims.topic, context=link_context("unsubscribe_page", claims)))
+    undo_form = None
+    if events:
+        undo_form = UndoForm(receipt=undo_receipt(current_app.config["SECRET_KEYS"],
+                                                  subscriber, events, browser=_browser_id()))
     return render_template(
         "unsubscribe/done.html",
-        undo_form=UndoForm() if events else None,
+        undo_form=undo_form,
         undone=False,
         **_page_context(token, claims, subscriber, expired, topic),
     )
@@ -212,10 +227,21 @@ def _browser(token: str):
 @bp.post("/<token>/undo")
 @limiter.limit(public_limit)
 def take_back(token: str):
-    """Re-subscribe exactly what the link unsubscribes (CSRF-protected form)."""
-    claims, subscriber, expired, topic, _events = _locked(
-        token, lambda session, subscriber, claims, topic: undo(
-            session, subscriber, topic, context=link_context("unsubscribe_page", claims)))
+    """Re-subscribe what this browser's unsubscribe on the page just did (its receipt, for
+    15 minutes; CSRF-protected form). Never lifts a suppression."""
+    try:
+        receipt = read_undo_receipt(current_app.config["SECRET_KEYS"],
+                                    request.form.get("receipt"), browser=_browser_id())
+        claims, subscriber, expired, topic, _events = _locked(
+            token, lambda session, subscriber, claims, _topic: undo(
+                session, subscriber, receipt, claims=claims,
+                context=link_context("unsubscribe_page", claims)))
+    except (UndoRefused, Suppressed) as exc:
+        get_session().rollback()
+        message = suppressed_message() if isinstance(exc, Suppressed) else _(
+            "This undo is no longer possible: it works for 15 minutes after you unsubscribe, "
+            "in the same browser, and only if nothing changed since.")
+        return render_template("errors/http.html", code=409, message=message), 409
     return render_template(
         "unsubscribe/done.html",
         undo_form=None,
