@@ -1,12 +1,21 @@
-"""The ``prefcenter`` command: a Flask CLI group over ``create_app``."""
+"""The ``prefcenter`` command: a Flask CLI group over ``create_app``.
+
+Listing commands and ``--help`` need no configuration: the app is made only when a command
+runs. A setting that cannot work (missing, malformed, a database that cannot be reached) is
+one line on stderr naming the variable, and exit status 2.
+"""
 
 from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
+from sqlalchemy.exc import DBAPIError
 
-from app.db import get_db, write_session
+from app.config import ConfigError
+from app.db import connect_problem, get_db, write_session
+
+SETTINGS_ERROR = 2
 
 
 def _create_app(*_args, **_kwargs) -> Flask:
@@ -15,7 +24,37 @@ def _create_app(*_args, **_kwargs) -> Flask:
     return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True,
+class PrefcenterGroup(FlaskGroup):
+    """Flask's group, except that our own commands are found without making the app."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return sorted(click.Group.list_commands(self, ctx))
+
+    def get_command(self, ctx: click.Context, name: str):
+        self._load_plugin_commands()
+        found = click.Group.get_command(self, ctx, name)
+        return found if found is not None else super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            _refuse(ctx, str(exc))
+        except DBAPIError:
+            app = ctx.ensure_object(ScriptInfo)._loaded_app
+            problem = app is not None and connect_problem(app.config["DATABASE_URL"])
+            if not problem:
+                raise  # the database answers: a real failure, shown whole
+            _refuse(ctx, f"PREFCENTER_DATABASE_URL: cannot connect to the database: {problem}")
+
+
+def _refuse(ctx: click.Context, message: str) -> None:
+    click.echo(f"prefcenter: {message}", err=True)
+    ctx.exit(SETTINGS_ERROR)
+
+
+@click.group(cls=PrefcenterGroup, create_app=_create_app, add_default_commands=True,
              set_debug_flag=False)
 def main() -> None:
     """Prefcenter: preference center and one-click unsubscribe server."""
@@ -62,26 +101,33 @@ def demo_command() -> None:
 
 
 def init_app(app: Flask) -> None:
+    register_commands(app.cli)
+
+
+def register_commands(group: click.Group) -> None:
+    """Every ``prefcenter`` command, on the app's CLI (test runners) and on ``main``."""
     from app.api.cli import api_keys_group
     from app.api.importing import subscribers_group
 
-    app.cli.add_command(db_group)
-    app.cli.add_command(demo_command)
-    app.cli.add_command(api_keys_group)
-    app.cli.add_command(subscribers_group)
+    group.add_command(db_group)
+    group.add_command(demo_command)
+    group.add_command(api_keys_group)
+    group.add_command(subscribers_group)
     from app.links.cli import links_group
 
-    app.cli.add_command(links_group)
+    group.add_command(links_group)
     from app.webhooks.cli import webhooks_group
 
-    app.cli.add_command(webhooks_group)
+    group.add_command(webhooks_group)
     from app.admin.cli import admins_group
 
-    app.cli.add_command(admins_group)
+    group.add_command(admins_group)
     from app.i18n.cli import translate_group
 
-    app.cli.add_command(translate_group)
+    group.add_command(translate_group)
 
+
+register_commands(main)
 
 if __name__ == "__main__":
     main()
