@@ -25,7 +25,8 @@ class Subscriber(Base):
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
-    locale: Mapped[str16] = mapped_column(default="en")
+    # None: nobody told us; the pages follow the browser's language (app.i18n).
+    locale: Mapped[str | None] = mapped_column(String(16))
     role_id: Mapped[int | None] = mapped_column(ForeignKey("roles.id", ondelete="SET NULL"))
     unsubscribed_all: Mapped[bool] = mapped_column(default=False)
     phone: Mapped[str | None] = mapped_column(String(20))  # E.164
