@@ -79,14 +79,27 @@ def db_upgrade(revision: str) -> None:
 @click.command("demo")
 @with_appcontext
 def demo_command() -> None:
-    """Create demo roles, topics and subscribers if absent; print links to open."""
-    from app.demo import seed
+    """Create demo roles, topics and subscribers if absent; print links to open. Under
+    PREFCENTER_ENV=demo, also a demo administrator (its password is printed once)."""
+    from app.demo import DEMO_ADMIN_EMAIL, ensure_demo_admin, seed
     from app.links.services import links_for
 
+    config = current_app.config
     session = write_session(get_db())
     try:
-        subscribers = seed(session, current_app.config)
+        subscribers = seed(session, config)
+        password = None
+        if config["PREFCENTER_ENV"] == "demo":
+            password = ensure_demo_admin(session, current_app)
         session.commit()
+        if config["PREFCENTER_ENV"] == "demo":
+            click.echo(f"Admin: {config['BASE_URL']}/admin/login")
+            click.echo(f"Admin email: {DEMO_ADMIN_EMAIL}")
+            if password:
+                click.echo(f"Admin password: {password} (made for this demo, shown only now)")
+            else:
+                click.echo("Admin password: as printed when the demo was first loaded "
+                           f"(prefcenter admins set-password {DEMO_ADMIN_EMAIL} to change it)")
         for subscriber in subscribers[:1]:
             links = links_for(current_app, subscriber)
             click.echo(f"Demo subscriber: {subscriber.email} (role {subscriber.role.slug})")
@@ -94,7 +107,8 @@ def demo_command() -> None:
             click.echo(f"Unsubscribe page: {links['unsubscribe_url']}")
         for subscriber in subscribers[1:]:
             links = links_for(current_app, subscriber)
-            click.echo(f"  {subscriber.email} ({subscriber.role.slug}, {subscriber.locale}): "
+            click.echo(f"  {subscriber.email} ({subscriber.role.slug}, "
+                       f"{subscriber.locale or 'browser language'}): "
                        f"{links['preferences_url']}")
     finally:
         session.close()
