@@ -62,6 +62,17 @@ def test_put_without_locale_stores_none_and_the_page_follows_the_browser(
     assert again.status_code == 200
     assert again.get_json()["locale"] is None
 
+    # A one-click (on PostgreSQL, one call of the database function) keeps it unknown and
+    # says so in the event's snapshot, which the webhooks carry.
+    one_click = client.post(links.unsubscribe(subscriber),  # from all marketing
+                            data=b"List-Unsubscribe=One-Click",
+                            content_type="application/x-www-form-urlencoded")
+    assert one_click.status_code == 200
+    session.expire_all()
+    last = session.scalars(select(Event).where(Event.subscriber_id == subscriber.id)
+                           .order_by(Event.id.desc())).first()
+    assert (last.source, last.payload["subscriber"]["locale"]) == ("one_click", None)
+
     # Picking a language on the page is what stores one; from then on it wins.
     picked = client.get(url + "?lang=ms", headers={"Accept-Language": "ru"})
     html = html_of(picked)
