@@ -13,7 +13,7 @@ from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 from sqlalchemy.exc import DBAPIError
 
 from app.config import ConfigError
-from app.db import connect_problem, get_db, write_session
+from app.db import connect_problem, get_db, schema_problem, write_session
 
 SETTINGS_ERROR = 2
 
@@ -43,10 +43,17 @@ class PrefcenterGroup(FlaskGroup):
             _refuse(ctx, str(exc))
         except DBAPIError:
             app = ctx.ensure_object(ScriptInfo)._loaded_app
-            problem = app is not None and connect_problem(app.config["DATABASE_URL"])
-            if not problem:
-                raise  # the database answers: a real failure, shown whole
-            _refuse(ctx, f"PREFCENTER_DATABASE_URL: cannot connect to the database: {problem}")
+            if app is None:
+                raise
+            url = app.config["DATABASE_URL"]
+            problem = connect_problem(url)
+            if problem:
+                _refuse(ctx, f"PREFCENTER_DATABASE_URL: cannot connect to the database: "
+                             f"{problem}")
+            problem = schema_problem(url)
+            if problem:
+                _refuse(ctx, f"PREFCENTER_DATABASE_URL: {problem}")
+            raise  # the database answers and has its schema: a real failure, shown whole
 
 
 def _refuse(ctx: click.Context, message: str) -> None:

@@ -203,6 +203,24 @@ def connect_problem(url: str) -> str | None:
         engine.dispose()
 
 
+def schema_problem(url: str) -> str | None:
+    """Why the database at ``url`` (which answers) has no schema to work with, or None."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        if inspect(engine).has_table("alembic_version"):
+            return None
+    except DBAPIError:
+        return None  # not a question of schema
+    finally:
+        engine.dispose()
+    shown = make_url(url).render_as_string(hide_password=True)
+    return f"{shown} has no tables yet: run 'prefcenter db upgrade' first"
+
+
 def init_app(app: Flask) -> None:
     app.extensions["prefcenter.db"] = Database(app.config["DATABASE_URL"])
 

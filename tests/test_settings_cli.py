@@ -151,3 +151,13 @@ def test_gunicorn_refuses_a_bad_setting_before_any_worker(settings, variable, tm
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith(f"prefcenter: {variable}")
+
+
+def test_a_database_without_its_schema_says_to_upgrade_it(tmp_path):
+    empty = tmp_path / "empty.sqlite3"
+    env = bare_env(PREFCENTER_SECRET_KEY="k", PREFCENTER_DATABASE_URL=f"sqlite:///{empty}")
+    result = run("demo", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"prefcenter: PREFCENTER_DATABASE_URL: sqlite:///{empty} has no tables yet: "
+        "run 'prefcenter db upgrade' first"]
