@@ -33,11 +33,24 @@ def create_app(config: dict | None = None) -> Flask:
     from app.unsubscribe import one_click
 
     one_click.init_app(app)
+    trust_proxies(app)
 
     from app import cli
 
     cli.init_app(app)
     return app
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind ``PREFCENTER_TRUSTED_PROXIES`` reverse proxies, take the client address and
+    scheme from the last that many ``X-Forwarded-For``/``-Proto`` entries. Outermost, so the
+    one-click route below Flask and every rate limit see the client, not the proxy."""
+    hops = app.config.get("TRUSTED_PROXIES", 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0,
+                                x_prefix=0)
 
 
 def register_blueprints(app: Flask) -> None:

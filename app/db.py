@@ -132,6 +132,42 @@ def make_engine(url: str, **options) -> Engine:
     return create_engine(url, **options)
 
 
+def connect_problem(url: str) -> str | None:
+    """Why a connection to ``url`` cannot be made now (one line, no password), or None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        with engine.connect():
+            return None
+    except DBAPIError as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        return f"{shown}: {reason}"
+    finally:
+        engine.dispose()
+
+
+def schema_problem(url: str) -> str | None:
+    """Why the database at ``url`` (which answers) has no schema to work with, or None."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        if inspect(engine).has_table("alembic_version"):
+            return None
+    except DBAPIError:
+        return None  # not a question of schema
+    finally:
+        engine.dispose()
+    shown = make_url(url).render_as_string(hide_password=True)
+    return f"{shown} has no tables yet: run 'prefcenter db upgrade' first"
+
+
 def init_app(app: Flask) -> None:
     app.extensions["prefcenter.db"] = Database(app.config["DATABASE_URL"])
 

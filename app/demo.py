@@ -182,3 +182,23 @@ def seed(session: Session, config) -> list[Subscriber]:
                 role=roles[role], context=Context(source="system", actor="demo"))
         result.append(subscriber)
     return result
+
+
+DEMO_ADMIN_EMAIL = "admin@demo.example.com"
+
+
+def ensure_demo_admin(session: Session, app) -> str | None:
+    """The demo's administrator: made once, with a random password returned that one time
+    (None when it exists already). Only ``prefcenter demo`` under PREFCENTER_ENV=demo calls it."""
+    import secrets
+
+    from app.admin.models import Admin
+    from app.admin.services import create_admin
+
+    if app.config["PREFCENTER_ENV"] != "demo":
+        raise RuntimeError("a demo administrator exists only under PREFCENTER_ENV=demo")
+    if session.scalar(select(Admin.id).where(Admin.email == DEMO_ADMIN_EMAIL)) is not None:
+        return None
+    password = secrets.token_urlsafe(12)  # 16 characters, about 96 bits
+    create_admin(session, DEMO_ADMIN_EMAIL, password, app)
+    return password

@@ -147,12 +147,12 @@ def test_put_creates_then_updates_then_no_op(api, session):
     assert fetched.get_json() == same.get_json()
 
 
-def test_put_defaults_role_and_locale(api, app):
+def test_put_defaults_role_and_leaves_locale_unknown(api, app):
     response = api.put("/subscribers/crm-2", json={"email": "two@example.com"})
     assert response.status_code == 201
     data = response.get_json()
     assert data["role"] == app.config["DEFAULT_ROLE"] == "shopper"
-    assert data["locale"] == app.config["DEFAULT_LOCALE"]
+    assert data["locale"] is None  # nobody told us: the pages follow the browser
     assert data["topics"]["offers"]["subscribed"] is True
 
 

@@ -76,7 +76,7 @@ def test_phone_is_stored_in_e164_and_sms_chosen_per_topic(api, session):
     assert api.get("/subscribers/c-1").get_json() == body
 
     sms = lines(api.get("/topics/alerts/recipients?channel=sms"))
-    assert sms == [{"external_id": "c-1", "phone": PHONE, "locale": "en", "frequency": "daily"}]
+    assert sms == [{"external_id": "c-1", "phone": PHONE, "locale": None, "frequency": "daily"}]
     email = lines(api.get("/topics/alerts/recipients?channel=email"))
     assert [r["external_id"] for r in email] == ["c-1"]
     assert lines(api.get("/topics/alerts/recipients")) == email

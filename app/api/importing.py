@@ -136,8 +136,7 @@ def import_rows(app, numbered: Iterable[tuple[int, object]], report, *,
     writer = csv.writer(report)
     writer.writerow(REPORT_COLUMNS)
     context = Context(source="import", actor="cli:subscribers-import")
-    settings = {"default_role": app.config["DEFAULT_ROLE"],
-                "default_locale": app.config["DEFAULT_LOCALE"]}
+    settings = {"default_role": app.config["DEFAULT_ROLE"]}
 
     failures: list = []  # of the rows not yet written, reported in line order at flush
 

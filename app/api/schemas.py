@@ -74,7 +74,9 @@ class SubscriberInput(Input):
     unsubscribed_all."""
 
     email: Email | None = None
-    locale: Locale | None = None
+    locale: Locale | None = Field(default=None, description=(
+        "the subscriber's language; never sent: unknown (null), and the pages follow the "
+        "browser's Accept-Language until the subscriber picks one"))
     role: Slug | None = Field(default=None, description="a role (GET /api/v1/roles); "
                                                         "default: the configured default role")
     topics: dict[Slug, TopicChoice] | None = Field(

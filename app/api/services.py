@@ -206,7 +206,7 @@ def unchanged_snapshot(session: Session, external_id: str, data: SubscriberInput
 
 
 def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput, *,
-                      context: Context, default_role: str | None, default_locale: str,
+                      context: Context, default_role: str | None,
                       now: dt.datetime) -> tuple[Subscriber, bool, list[Event]]:
     """Create or update the subscriber ``external_id``: ``(subscriber, created, events)``.
 
@@ -259,7 +259,7 @@ def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput,
             with session.begin_nested():
                 subscriber, events = create_subscriber(
                     session, email=email, external_id=external_id,
-                    locale=data.locale or default_locale, role=role, context=context)
+                    locale=data.locale, role=role, context=context)
         except IntegrityError as exc:
             # A concurrent request got there between our read and our insert: if it
             # created this subscriber, this request becomes an update of it.
@@ -488,7 +488,7 @@ BATCH_READ = 500
 
 
 def upsert_batch(session: Session, items, *, context: Context, default_role: str | None,
-                 default_locale: str, now: dt.datetime) -> list[dict]:
+                 now: dt.datetime) -> list[dict]:
     """Upsert each item by :func:`upsert_subscriber`'s rules; one result per item, in order.
 
     Items are independent: one refused (409, 422) changes nothing of its own and leaves
@@ -517,8 +517,7 @@ def upsert_batch(session: Session, items, *, context: Context, default_role: str
                     results.append({"external_id": item.external_id, "status": 200})
                     continue
                 results.append(_upsert_item(session, item.external_id, data, context=context,
-                                            default_role=default_role,
-                                            default_locale=default_locale, now=now))
+                                            default_role=default_role, now=now))
                 loaded.pop(item.external_id, None)  # changed: read it afresh if repeated
     except Exception:
         session.rollback()

@@ -35,7 +35,7 @@ def _found(session, external_id: str, *, for_update: bool = False):
 
 def _upsert_settings() -> dict:
     config = current_app.config
-    return {"default_role": config["DEFAULT_ROLE"], "default_locale": config["DEFAULT_LOCALE"]}
+    return {"default_role": config["DEFAULT_ROLE"]}
 
 
 @operation(bp, "/subscribers/<external_id:external_id>", "PUT", operation_id="upsertSubscriber",

@@ -73,6 +73,14 @@ def resolve_locale() -> str:
     return current_app.config["DEFAULT_LOCALE"]
 
 
+def picked_locale() -> str | None:
+    """The language the visitor picked on the page (the switcher's ``?lang=``, carried back
+    by the page's form), if any: the one choice a save may store as the subscriber's."""
+    if not request:
+        return None
+    return pick(request.args.get("lang")) or pick(_form_lang())
+
+
 def is_rtl(locale: str) -> bool:
     try:
         return Locale.parse(locale).character_order == "right-to-left"
@@ -103,6 +111,7 @@ def init_app(app: Flask) -> None:
         locale = str(get_locale() or app.config["DEFAULT_LOCALE"])
         return {
             "current_locale": locale,
+            "picked_locale": picked_locale(),
             "text_direction": "rtl" if is_rtl(locale) else "ltr",
             "language_options": [(code, language_name(code)) for code in supported()],
             "switch_url": switch_url,

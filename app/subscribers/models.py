@@ -33,7 +33,8 @@ class Subscriber(Base):
     email: Mapped[str | None] = mapped_column(String(320), unique=True)  # as given, for display
     # address_key(email), kept by the ``email`` setter: at most one subscriber per address.
     email_key: Mapped[str | None] = mapped_column(String(320), unique=True)
-    locale: Mapped[str16] = mapped_column(default="en")
+    # None: nobody told us; the pages follow the browser's language (app.i18n).
+    locale: Mapped[str | None] = mapped_column(String(16))
     role_id: Mapped[int | None] = mapped_column(ForeignKey("roles.id", ondelete="SET NULL"))
     unsubscribed_all: Mapped[bool] = mapped_column(default=False)
     phone: Mapped[str | None] = mapped_column(String(20))  # E.164

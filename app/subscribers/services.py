@@ -245,7 +245,7 @@ def marketing_topics(session: Session) -> dict[str, Topic]:
 
 
 def create_subscriber(session: Session, *, email: str, external_id: str | None = None,
-                      locale: str = "en", role: Role | None = None,
+                      locale: str | None = None, role: Role | None = None,
                       context: Context) -> tuple[Subscriber, list[Event]]:
     """A new subscriber with the role's defaults; suppressed addresses start unsubscribed."""
     now = utcnow()

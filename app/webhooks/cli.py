@@ -10,6 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from app.config import check_services
 from app.db import get_db, write_session
 from app.webhooks.services import (
     WebhookError,
@@ -109,6 +110,7 @@ def work(once: bool, concurrency: int | None) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the worker logs each delivery
+    check_services(current_app.config, rate_limits=False)  # a bad URL: one line, exit 2
     settings = WebhookSettings.from_config(current_app.config)
     stop = threading.Event()
 
