@@ -8,6 +8,7 @@ from app.events.models import Event
 from app.sends.models import LastSend
 from app.subscribers.models import EspEvent, Subscriber, Subscription, Suppression
 from app.topics.models import (
+    CatalogueVersion,
     FollowLink,
     FollowLinkTranslation,
     Role,
@@ -20,8 +21,8 @@ from app.topics.models import (
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
-    "Admin", "ApiKey", "AuditEntry", "Base", "EspEvent", "EspNonce", "Event", "FollowLink",
-    "FollowLinkTranslation", "LastSend", "Role", "RoleTopic", "RoleTopicTranslation",
-    "RoleTranslation", "Subscriber", "Subscription", "Suppression", "Topic", "TopicTranslation",
-    "WebhookDelivery", "WebhookEndpoint",
+    "Admin", "ApiKey", "AuditEntry", "Base", "CatalogueVersion", "EspEvent", "EspNonce",
+    "Event", "FollowLink", "FollowLinkTranslation", "LastSend", "Role", "RoleTopic",
+    "RoleTopicTranslation", "RoleTranslation", "Subscriber", "Subscription", "Suppression",
+    "Topic", "TopicTranslation", "WebhookDelivery", "WebhookEndpoint",
 ]
