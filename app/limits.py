@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 from functools import lru_cache
 
@@ -10,12 +12,43 @@ from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """limits' in-process storage (``memory://``), its expired keys swept by one thread.
+
+    limits starts a new timer thread 10 ms after a hit whenever the last one has run:
+    under a burst of requests (link scanners) that is about a hundred thread starts a
+    second in each process, and each start makes its request wait until the new thread
+    runs, milliseconds on a busy machine. Counters expire when they are read anyway; the
+    sweep only forgets keys no one asks about again, so one daemon thread per process
+    does it every second.
+    """
+
+    STORAGE_SCHEME = ["prefcenter+memory"]
+    SWEEP_SECONDS = 1.0
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # replaces the per-hit timer
+        sweeper = getattr(self, "_sweeper", None)
+        if sweeper is not None and sweeper[0] == os.getpid():
+            return
+        thread = threading.Thread(target=self._sweep, name="ratelimit-sweep", daemon=True)
+        self._sweeper = (os.getpid(), thread)
+        thread.start()
+
+    def _sweep(self) -> None:
+        while True:
+            time.sleep(self.SWEEP_SECONDS)
+            self._MemoryStorage__expire_events()
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    if app.config.get("RATELIMIT_STORAGE_URI") == "memory://":
+        app.config["RATELIMIT_STORAGE_URI"] = "prefcenter+memory://"
     limiter.init_app(app)
 
 

@@ -5,6 +5,8 @@ at once, on every app instance; page views never use up the one-click limit."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -14,6 +16,7 @@ from sqlalchemy import event, func, select
 from app import create_app
 from app.admin.services import create_admin
 from app.events.models import Event
+from app.limits import SweptMemoryStorage, limiter
 from app.links.services import UNSUBSCRIBE
 from app.subscribers.models import Subscriber, Subscription
 from app.subscribers.services import Context, TopicChoice, change
@@ -302,3 +305,30 @@ def test_page_views_and_one_clicks_of_one_client_have_separate_limits(app, catal
     views = [client.get(links.preferences(s)).status_code for s in (first, second, third)]
     assert views == [200, 200, 200]
     assert client.get(links.preferences(first)).status_code == 429
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_ENABLED": True,
+                                         "RATELIMIT_PUBLIC": "1000 per minute"}])
+def test_in_memory_limits_start_no_thread_per_request(app, catalogue, links, monkeypatch):
+    """limits' memory storage starts a timer thread 10 ms after a hit whenever the last
+    one has run, and the request waits for it to start: ours sweeps from one thread."""
+    assert isinstance(limiter.storage, SweptMemoryStorage)
+    started = []
+    start = threading.Thread.start
+
+    def counted(thread):
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    subscriber = catalogue.subscriber()
+    client = app.test_client()
+    for _ in range(5):
+        assert client.get(links.unsubscribe(subscriber)).status_code == 200
+        time.sleep(0.02)
+    assert len(started) <= 1, started
+    # Counters still expire: a spent window is forgotten by the next read.
+    key = "sweep-test"
+    limiter.storage.incr(key, 0.05)
+    time.sleep(0.1)
+    assert limiter.storage.get(key) == 0
