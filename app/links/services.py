@@ -239,13 +239,13 @@ def open_link(session, signer: LinkSigner, purpose: str, token: str, *, for_upda
     return claims, subscriber
 
 
-def read_link(session, claims: LinkClaims):
+def read_link(db, claims: LinkClaims):
     """The subscriber verified ``claims`` name, as the public pages read it, with the
     catalogue version, in one statement (:func:`app.subscribers.reading.read_for_page`);
     changes nothing. A LinkError as :func:`open_link` raises it."""
     from app.subscribers.reading import read_for_page
 
-    found = read_for_page(session, claims.public_id)
+    found = read_for_page(db, claims.public_id)
     if found is None:
         raise UnknownSubscriber("no such subscriber")
     if claims.epoch < found.subscriber.link_epoch:

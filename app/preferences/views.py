@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app import clock
-from app.db import get_session
+from app.db import get_db, get_session
 from app.errors import problem, wants_json
 from app.limits import limiter, public_limit
 from app.links.services import (
@@ -53,7 +53,7 @@ from app.subscribers.services import (
     change,
     is_paused,
 )
-from app.topics.catalogue import Catalogue, get_catalogue
+from app.topics.catalogue import Catalogue, catalogue_at, get_catalogue
 
 bp = Blueprint("preferences", __name__)
 
@@ -69,6 +69,24 @@ CHANNEL_LABELS = {"email": _l("By email"), "sms": _l("By SMS")}
 CHANNEL_NAMES = {"email": _l("Email"), "sms": _l("SMS")}
 
 PAUSE_LABELS = {"2w": _l("2 weeks"), "1m": _l("1 month"), "3m": _l("3 months")}
+
+# The labels above as plain strings, per locale: the page shows up to twenty of them, and
+# each lazy string looks the catalogue up again through the request context when shown.
+_labels_by_locale: dict[str, dict[str, dict[str, str]]] = {}
+
+
+def page_labels(locale: str) -> dict[str, dict[str, str]]:
+    """``frequency_labels``, ``channel_labels`` and ``pause_labels`` in ``locale`` (the
+    request's), translated once per process."""
+    found = _labels_by_locale.get(locale)
+    if found is None:
+        found = _labels_by_locale[locale] = {
+            name: {key: str(label) for key, label in labels.items()}
+            for name, labels in (("frequency_labels", FREQUENCY_LABELS),
+                                 ("channel_labels", CHANNEL_LABELS),
+                                 ("pause_labels", PAUSE_LABELS))
+        }
+    return found
 
 
 @bp.errorhandler(LinkError)
@@ -110,11 +128,10 @@ def no_body(status: int = 200) -> Response:
 def _read(token: str) -> tuple[PageSubscriber, Catalogue]:
     """The link's subscriber and the catalogue: one statement, unless the catalogue changed."""
     claims = verify_link(get_signer(current_app), PREFERENCES, token)
-    session = get_session()
-    found = read_link(session, claims)
+    found = read_link(get_db(), claims)
     g.link_locale = claims.locale
     g.subscriber_locale = found.subscriber.locale
-    return found.subscriber, get_catalogue(session, found.catalogue_version)
+    return found.subscriber, catalogue_at(found.catalogue_version)
 
 
 def _render(token, subscriber, *, catalogue=None, saved=None, error=None, status=200):
@@ -138,9 +155,7 @@ def page_context(subscriber, catalogue: Catalogue | None = None) -> dict:
         masked_email=mask_email(subscriber.email),
         unsubscribed_all=subscriber.unsubscribed_all,
         transactional=catalogue.transactional_names(locale, default),
-        frequency_labels=FREQUENCY_LABELS,
-        channel_labels=CHANNEL_LABELS,
-        pause_labels=PAUSE_LABELS,
+        **page_labels(locale),
         offers_sms=offers_sms(rows),
         phone=subscriber.phone,
         paused_until=format_date(subscriber.paused_until, "long") if paused else None,

@@ -3,9 +3,9 @@
 Link scanners open every link of every message, so ``GET /u/<token>`` and ``GET
 /p/<token>`` are read far more often than anything is written. One Core statement reads
 the subscriber, its subscriptions (a LEFT JOIN: one row each, or one row without) and the
-catalogue's version (:func:`app.topics.catalogue.version_column`), on the session's
-connection; the rows become a :class:`PageSubscriber`, a plain value the templates read
-like the model.
+catalogue's version (:func:`app.topics.catalogue.version_column`), outside any
+transaction (:meth:`app.db.Database.read`); the rows become a :class:`PageSubscriber`, a
+plain value the templates read like the model.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
 
+from app.db import Database
 from app.subscribers.models import Subscriber, Subscription, channels_of
 from app.topics.catalogue import version_column
 
@@ -80,9 +80,9 @@ _READ = (
 )
 
 
-def read_for_page(session: Session, public_id: str) -> PageRead | None:
+def read_for_page(db: Database, public_id: str) -> PageRead | None:
     """The unerased subscriber ``public_id`` names and the catalogue version, or None."""
-    rows = session.connection().execute(_READ, {"public_id": public_id}).all()
+    rows = db.read(_READ, {"public_id": public_id})
     if not rows:
         return None
     first = rows[0]

@@ -22,6 +22,7 @@ from flask import Flask, current_app
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
+from app.db import get_session
 from app.topics.models import (
     CatalogueVersion,
     FollowLink,
@@ -248,16 +249,29 @@ class CatalogueCache:
             return loaded
 
 
-def get_catalogue(session: Session, version: int | None = None, *,
-                  app: Flask | None = None) -> Catalogue:
-    """The catalogue as of ``version`` (read from the database when not given)."""
-    app = app or current_app
+def _cache(app: Flask) -> CatalogueCache:
     cache = app.extensions.get("prefcenter.catalogue")
     if cache is None:
         cache = app.extensions.setdefault("prefcenter.catalogue", CatalogueCache())
+    return cache
+
+
+def get_catalogue(session: Session, version: int | None = None, *,
+                  app: Flask | None = None) -> Catalogue:
+    """The catalogue as of ``version`` (read from the database when not given)."""
     if version is None:
         version = read_version(session)
-    return cache.get(session, version)
+    return _cache(app or current_app).get(session, version)
+
+
+def catalogue_at(version: int | None) -> Catalogue:
+    """The catalogue as of ``version``, which the request read with its own statement: the
+    cached snapshot, else read again with the request's session."""
+    cache = _cache(current_app)
+    current = cache.current
+    if current is not None and version is not None and current.version == version:
+        return current
+    return cache.get(get_session(), version)
 
 
 # --- the version bump --------------------------------------------------------------------------

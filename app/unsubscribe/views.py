@@ -27,7 +27,7 @@ from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for, re
 from app.preferences.services import mask_email
 from app.preferences.views import no_body, render_link_error
 from app.subscribers.services import unsubscribe
-from app.topics.catalogue import Catalogue, get_catalogue
+from app.topics.catalogue import Catalogue, catalogue_at, get_catalogue
 from app.unsubscribe.forms import UndoForm
 from app.unsubscribe.one_click import (
     LINK_PLAIN,
@@ -155,14 +155,13 @@ def page(token: str):
     it): the subscriber and the catalogue's version in one statement, the catalogue from
     the process's cache."""
     claims, expired = verify_unsubscribe(get_signer(current_app), token)
-    session = get_session()
-    found = read_link(session, claims)
+    found = read_link(get_db(), claims)
     subscriber = found.subscriber
     g.link_locale = claims.locale
     g.subscriber_locale = subscriber.locale
     if request.method == "HEAD":
         return no_body()
-    catalogue = get_catalogue(session, found.catalogue_version)
+    catalogue = catalogue_at(found.catalogue_version)
     topic = catalogue.marketing_topic(claims.topic)
     return render_template(
         "unsubscribe/page.html",
