@@ -22,7 +22,7 @@ from flask_babel import lazy_gettext as _l
 from app import clock
 from app.db import get_db, get_session
 from app.errors import problem, wants_json
-from app.limits import limiter, public_limit
+from app.limits import limiter, page_limit, public_limit
 from app.links.services import (
     PREFERENCES,
     ExpiredLink,
@@ -165,7 +165,7 @@ def page_context(subscriber, catalogue: Catalogue | None = None) -> dict:
 
 
 @bp.get("/<token>")
-@limiter.limit(public_limit)
+@page_limit
 def page(token: str):
     """The page: reads, changes nothing (GET and HEAD: link scanners open it)."""
     subscriber, catalogue = _read(token)

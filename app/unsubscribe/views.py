@@ -22,7 +22,7 @@ from wtforms.validators import ValidationError
 
 from app import csrf
 from app.db import get_db, get_session
-from app.limits import limiter, public_limit
+from app.limits import limiter, page_limit, public_limit
 from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for, read_link
 from app.preferences.services import mask_email
 from app.preferences.views import no_body, render_link_error
@@ -149,7 +149,7 @@ def _page_context(token, claims, subscriber, expired, topic,
 
 
 @bp.get("/<token>")
-@limiter.limit(public_limit)
+@page_limit
 def page(token: str):
     """What a click would do. Reads, changes nothing (GET and HEAD: link scanners open
     it): the subscriber and the catalogue's version in one statement, the catalogue from
