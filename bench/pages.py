@@ -308,7 +308,8 @@ def profile(url: str, paths: dict[str, list[str]], count: int = 400, top: int = 
             executed.append(statement)
 
     event.listen(engine, "before_cursor_execute", record)
-    client, bare = app.test_client(), bare_app.test_client()
+    # No cookie kept between requests: scanners send none.
+    client, bare = app.test_client(use_cookies=False), bare_app.test_client(use_cookies=False)
     for kind, kind_paths in paths.items():
         chosen = kind_paths[:count]
         for path in chosen[:20]:
