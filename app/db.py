@@ -8,7 +8,7 @@ from typing import Annotated, TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
@@ -79,6 +79,24 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    def read(self, statement, parameters: dict | None = None) -> list:
+        """The rows of one read-only statement, run outside any transaction.
+
+        One statement sees one consistent state by itself, so a page that reads in one
+        statement needs no BEGIN and ROLLBACK around it (round trips on PostgreSQL) and no
+        session: a pooled connection in autocommit. A sessionmaker bound to a connection
+        (the test suite's one transaction) reads on that connection instead.
+        """
+        bind = self.sessionmaker.kw.get("bind")
+        if isinstance(bind, Connection):
+            return bind.execute(statement, parameters).all()
+        with self.engine.connect() as connection:
+            if self.is_sqlite:  # pysqlite's AUTOCOMMIT would reset the connection's mode
+                connection = connection.execution_options(sqlite_begin=None)
+            else:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            return connection.execute(statement, parameters).all()
+
 
 def run_once_more_if_dropped(open_unit: Callable[[], U], work: Callable[[U], T]) -> T:
     """``work(unit)`` on a unit of work of its own (``open_unit()``: a Session or a
@@ -123,7 +141,8 @@ def make_engine(url: str, **options) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            if mode is not None:  # None: statements run in autocommit (Database.read)
+                conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     options.setdefault("pool_pre_ping", True)

@@ -15,6 +15,7 @@ from app.subscribers.models import (
     Suppression,
 )
 from app.topics.models import (
+    CatalogueVersion,
     FollowLink,
     FollowLinkTranslation,
     Role,
@@ -27,8 +28,9 @@ from app.topics.models import (
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
-    "AddressChange", "Admin", "ApiKey", "AuditEntry", "Base", "EspEvent", "EspNonce", "Event",
-    "FollowLink", "FollowLinkTranslation", "LastSend", "MailMessage", "Role", "RoleTopic",
+    "AddressChange", "Admin", "ApiKey", "AuditEntry", "Base", "CatalogueVersion", "EspEvent",
+    "EspNonce", "Event", "FollowLink", "FollowLinkTranslation", "LastSend", "MailMessage", "Role",
+    "RoleTopic",
     "RoleTopicTranslation", "RoleTranslation", "Subscriber", "Subscription", "Suppression",
     "Topic", "TopicTranslation", "WebhookDelivery", "WebhookEndpoint",
 ]

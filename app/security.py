@@ -43,12 +43,22 @@ HEADERS = (
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, but a request without the cookie (a link from an
     email, a one-click, an API call: most requests) gets its empty session without first
-    building a signing serializer, which Flask does on every request."""
+    building a signing serializer, and the serializer is built once."""
 
     def open_session(self, app, request):
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
+
+    def get_signing_serializer(self, app):
+        """Flask's serializer, built once per app and keys (Flask builds it for every
+        request that reads or writes the cookie: every page view, for its CSRF token)."""
+        keys = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        found = app.extensions.get("prefcenter.session_serializer")
+        if found is None or found[0] != keys:
+            found = (keys, super().get_signing_serializer(app))
+            app.extensions["prefcenter.session_serializer"] = found
+        return found[1]
 
 
 def default_headers(app: Flask) -> tuple[tuple[str, str], ...]:

@@ -9,11 +9,13 @@ the default locale. Unknown or malformed values are skipped, never an error.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from babel import Locale, UnknownLocaleError
 from flask import Flask, current_app, g, request
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, get_translations
+from jinja2 import pass_context
 from werkzeug.exceptions import HTTPException
 
 from app.config import ROOT
@@ -81,14 +83,24 @@ def picked_locale() -> str | None:
     return pick(request.args.get("lang")) or pick(_form_lang())
 
 
-def is_rtl(locale: str) -> bool:
+@lru_cache(maxsize=256)
+def _character_order(locale: str) -> str | None:
     try:
-        return Locale.parse(locale).character_order == "right-to-left"
+        return Locale.parse(locale).character_order
     except (UnknownLocaleError, ValueError):
+        return None
+
+
+def is_rtl(locale: str) -> bool:
+    order = _character_order(locale)
+    if order is None:
         return locale in current_app.config["RTL_LOCALES"]
+    return order == "right-to-left"
 
 
+@lru_cache(maxsize=256)
 def language_name(locale: str) -> str:
+    """The language's name in itself (Babel's data: parsed once per process)."""
     try:
         return Locale.parse(locale).get_display_name(locale).capitalize()
     except (UnknownLocaleError, ValueError):
@@ -101,15 +113,36 @@ def switch_url(locale: str) -> str:
     return f"{request.path}?{urlencode([*params, ('lang', locale)])}"
 
 
+# Templates translate with the catalogue their render context carries (``_translations``,
+# looked up once per render); Flask-Babel's own callables look it up again for every
+# string, through the request and application contexts. Without it (a macro imported
+# without context), they ask Flask-Babel.
+def _translations(context):
+    return context.get("_translations") or get_translations()
+
+
+@pass_context
+def _template_gettext(context, string: str) -> str:
+    return _translations(context).ugettext(string)
+
+
+@pass_context
+def _template_ngettext(context, singular: str, plural: str, n: int) -> str:
+    return _translations(context).ungettext(singular, plural, n)
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "translations"))
     app.config.setdefault("BABEL_DEFAULT_LOCALE", app.config["DEFAULT_LOCALE"])
     babel.init_app(app, locale_selector=resolve_locale)
+    app.jinja_env.install_gettext_callables(_template_gettext, _template_ngettext,
+                                            newstyle=True)
 
     @app.context_processor
     def _i18n_context():
         locale = str(get_locale() or app.config["DEFAULT_LOCALE"])
         return {
+            "_translations": get_translations(),
             "current_locale": locale,
             "picked_locale": picked_locale(),
             "text_direction": "rtl" if is_rtl(locale) else "ltr",

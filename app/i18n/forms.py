@@ -8,9 +8,12 @@ invalid choices) from catalogues of its own, which have no Malay and patchy Arab
 
 from __future__ import annotations
 
-from flask_babel import get_translations
+from functools import lru_cache
+
+from babel import support
+from flask_babel import get_locale, get_translations
 from flask_wtf import FlaskForm as _FlaskWTFForm
-from flask_wtf.i18n import translations as wtforms_translations
+from wtforms.i18n import messages_path
 
 
 def N_(message: str) -> str:
@@ -49,17 +52,28 @@ MESSAGES = (
 )
 
 
+@lru_cache(maxsize=64)
+def _wtforms_catalogue(locale: str) -> support.Translations:
+    """WTForms' own catalogue for ``locale``, read once per process (Flask-WTF reads the
+    file again for every request that builds a form)."""
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
+
+
+def wtforms_translations() -> support.Translations:
+    return _wtforms_catalogue(str(get_locale()))
+
+
 class FormTranslations:
     """The ``gettext``/``ngettext`` pair WTForms asks for (it formats the result itself)."""
 
     def gettext(self, string: str) -> str:
         translated = get_translations().ugettext(string)
-        return translated if translated != string else wtforms_translations.gettext(string)
+        return translated if translated != string else wtforms_translations().ugettext(string)
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         translated = get_translations().ungettext(singular, plural, n)
         if translated in (singular, plural):
-            return wtforms_translations.ngettext(singular, plural, n)
+            return wtforms_translations().ungettext(singular, plural, n)
         return translated
 
 

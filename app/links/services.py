@@ -218,16 +218,35 @@ def links_for(app, subscriber, *, topic: str | None = None, campaign: str | None
     return Minter.cached(app).links(subscriber, topic=topic, campaign=campaign, locale=locale)
 
 
+def verify_link(signer: LinkSigner, purpose: str, token: str) -> LinkClaims:
+    """The claims of an authentic, unexpired ``token`` of ``purpose``, else a LinkError."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidLink("link is too long")
+    return signer.loads(purpose, token)
+
+
 def open_link(session, signer: LinkSigner, purpose: str, token: str, *, for_update: bool = False):
     """Verify ``token`` and load its subscriber: ``(claims, subscriber)`` or a LinkError."""
     from app.subscribers.services import by_public_id
 
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidLink("link is too long")
-    claims = signer.loads(purpose, token)
+    claims = verify_link(signer, purpose, token)
     subscriber = by_public_id(session, claims.public_id, for_update=for_update)
     if subscriber is None:
         raise UnknownSubscriber("no such subscriber")
     if claims.epoch < subscriber.link_epoch:
         raise RevokedLink("link revoked")
     return claims, subscriber
+
+
+def read_link(db, claims: LinkClaims):
+    """The subscriber verified ``claims`` name, as the public pages read it, with the
+    catalogue version, in one statement (:func:`app.subscribers.reading.read_for_page`);
+    changes nothing. A LinkError as :func:`open_link` raises it."""
+    from app.subscribers.reading import read_for_page
+
+    found = read_for_page(db, claims.public_id)
+    if found is None:
+        raise UnknownSubscriber("no such subscriber")
+    if claims.epoch < found.subscriber.link_epoch:
+        raise RevokedLink("link revoked")
+    return found

@@ -1,11 +1,12 @@
 """Forms of the preference page. Topic fields are dynamic and read by the service;
-the form class carries CSRF protection and the fixed fields."""
+the page writes its CSRF token itself (``csrf_token()``), without a form object."""
 
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import StringField
+
+from app.i18n.forms import FlaskForm  # WTForms messages from our catalogues
 
 
 class PreferencesForm(FlaskForm):

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.subscribers.models import Subscriber
+from app.subscribers.reading import PageSubscriber
 from app.subscribers.services import (
     KEEP,
     PAUSES,
@@ -19,6 +20,7 @@ from app.subscribers.services import (
     pause_end,
     role_topics,
 )
+from app.topics.catalogue import Catalogue, get_catalogue
 from app.topics.models import Topic
 
 
@@ -35,23 +37,25 @@ class TopicRow:
     offered: list[str] = field(default_factory=list)  # the topic's channels
 
 
-def page_rows(subscriber: Subscriber, locale: str, default_locale: str) -> list[TopicRow]:
+def page_rows(catalogue: Catalogue, subscriber: PageSubscriber, locale: str,
+              default_locale: str) -> list[TopicRow]:
+    """The topics ``subscriber``'s role shows, with their choices, in ``locale``."""
     rows = []
-    for rt in role_topics(subscriber.role):
-        topic = rt.topic
+    for shown in catalogue.page_topics(subscriber.role_id, locale, default_locale):
+        topic = shown.entry.topic
         sub = subscriber.subscription(topic.id)
         frequency = sub.frequency if sub else topic.default_frequency
         if frequency not in topic.frequencies:
             frequency = topic.default_frequency
         rows.append(TopicRow(
             slug=topic.slug,
-            name=topic.text(locale, default_locale),
-            description=topic.text(locale, default_locale, "description"),
-            benefit=rt.benefit(locale, default_locale),
+            name=shown.name,
+            description=shown.description,
+            benefit=shown.benefit,
             subscribed=bool(sub and sub.subscribed),
             frequency=frequency,
             frequencies=list(topic.frequencies),
-            channels=sub.channels if sub else ["email"],
+            channels=list(sub.channels) if sub else ["email"],
             offered=list(topic.channels),
         ))
     return rows
@@ -78,11 +82,7 @@ def fresh_link_target(session: Session, public_id: str) -> FreshLinkTarget | Non
 
 
 def transactional_names(session: Session, locale: str, default_locale: str) -> list[str]:
-    topics = session.scalars(
-        select(Topic).where(Topic.kind == "transactional", Topic.archived.is_(False))
-        .order_by(Topic.position, Topic.slug)
-    ).all()
-    return [t.text(locale, default_locale) for t in topics]
+    return list(get_catalogue(session).transactional_names(locale, default_locale))
 
 
 def allowed_topics(subscriber: Subscriber) -> dict[str, Topic]:

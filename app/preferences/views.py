@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
 from app import clock
-from app.db import get_session
+from app.db import get_db, get_session
 from app.errors import problem, wants_json
 from app.i18n import pick
-from app.limits import limiter, mail_limit, public_limit
+from app.limits import limiter, mail_limit, page_limit, public_limit
 from app.links.minting import LinkTarget
 from app.links.services import (
     PREFERENCES,
@@ -23,6 +33,8 @@ from app.links.services import (
     get_signer,
     links_for,
     open_link,
+    read_link,
+    verify_link,
 )
 from app.mail.services import MailSettings
 from app.mail.services import queue as queue_mail
@@ -35,8 +47,8 @@ from app.preferences.services import (
     offers_sms,
     page_rows,
     parse_form,
-    transactional_names,
 )
+from app.subscribers.reading import PageSubscriber
 from app.subscribers.services import (
     AddressTaken,
     Context,
@@ -49,7 +61,7 @@ from app.subscribers.services import (
     change,
     is_paused,
 )
-from app.topics.services import follow_rows
+from app.topics.catalogue import Catalogue, catalogue_at, get_catalogue
 
 bp = Blueprint("preferences", __name__)
 
@@ -66,6 +78,24 @@ CHANNEL_NAMES = {"email": _l("Email"), "sms": _l("SMS")}
 
 PAUSE_LABELS = {"2w": _l("2 weeks"), "1m": _l("1 month"), "3m": _l("3 months")}
 
+# The labels above as plain strings, per locale: the page shows up to twenty of them, and
+# each lazy string looks the catalogue up again through the request context when shown.
+_labels_by_locale: dict[str, dict[str, dict[str, str]]] = {}
+
+
+def page_labels(locale: str) -> dict[str, dict[str, str]]:
+    """``frequency_labels``, ``channel_labels`` and ``pause_labels`` in ``locale`` (the
+    request's), translated once per process."""
+    found = _labels_by_locale.get(locale)
+    if found is None:
+        found = _labels_by_locale[locale] = {
+            name: {key: str(label) for key, label in labels.items()}
+            for name, labels in (("frequency_labels", FREQUENCY_LABELS),
+                                 ("channel_labels", CHANNEL_LABELS),
+                                 ("pause_labels", PAUSE_LABELS))
+        }
+    return found
+
 
 @bp.errorhandler(LinkError)
 def link_error(exc: LinkError):
@@ -73,6 +103,8 @@ def link_error(exc: LinkError):
 
 
 def render_link_error(exc: LinkError, purpose: str):
+    if request.method == "HEAD":
+        return no_body(exc.status)
     if wants_json():
         return problem(exc.status, "Link not usable", f"The link is {exc.reason}.")
     claims = getattr(exc, "claims", None)
@@ -94,39 +126,60 @@ def _open(token: str, *, for_update: bool = False):
     return session, claims, subscriber
 
 
-def _render(token, subscriber, *, saved=None, error=None, status=200):
+def no_body(status: int = 200) -> Response:
+    """A HEAD's answer: the status and headers of the page, and no page rendered."""
+    response = Response(status=status, mimetype="text/html")
+    response.headers.remove("Content-Length")  # the page's length is not known
+    return response
+
+
+def _read(token: str) -> tuple[PageSubscriber, Catalogue]:
+    """The link's subscriber and the catalogue: one statement, unless the catalogue changed."""
+    claims = verify_link(get_signer(current_app), PREFERENCES, token)
+    found = read_link(get_db(), claims)
+    g.link_locale = claims.locale
+    g.subscriber_locale = found.subscriber.locale
+    return found.subscriber, catalogue_at(found.catalogue_version)
+
+
+def _render(token, subscriber, *, catalogue=None, saved=None, error=None, status=200):
     return render_template("preferences/page.html", token=token, saved=saved, error=error,
-                           **page_context(subscriber)), status
+                           **page_context(subscriber, catalogue)), status
 
 
-def page_context(subscriber) -> dict:
-    """What the page template shows of ``subscriber`` (the admin's preview uses it too)."""
+def page_context(subscriber, catalogue: Catalogue | None = None) -> dict:
+    """What the page template shows of ``subscriber``: a :class:`PageSubscriber`, or a
+    model (the page after a save, the admin's preview)."""
+    if not isinstance(subscriber, PageSubscriber):
+        subscriber = PageSubscriber.of(subscriber)
+    if catalogue is None:
+        catalogue = get_catalogue(get_session())
     locale = str(get_locale())
     default = current_app.config["DEFAULT_LOCALE"]
-    rows = page_rows(subscriber, locale, default)
+    rows = page_rows(catalogue, subscriber, locale, default)
     paused = is_paused(subscriber, clock.now())
     return dict(
-        form=PreferencesForm(),
         rows=rows,
         masked_email=mask_email(subscriber.email),
         unsubscribed_all=subscriber.unsubscribed_all,
-        transactional=transactional_names(get_session(), locale, default),
-        frequency_labels=FREQUENCY_LABELS,
-        channel_labels=CHANNEL_LABELS,
-        pause_labels=PAUSE_LABELS,
+        transactional=catalogue.transactional_names(locale, default),
+        **page_labels(locale),
         offers_sms=offers_sms(rows),
         phone=subscriber.phone,
         paused_until=format_date(subscriber.paused_until, "long") if paused else None,
-        follow=follow_rows(get_session(), subscriber.role_id, locale, default),
+        follow=catalogue.follow_rows(subscriber.role_id, locale, default),
         privacy_url=current_app.config["PRIVACY_URL"],
     )
 
 
 @bp.get("/<token>")
-@limiter.limit(public_limit)
+@page_limit
 def page(token: str):
-    _session, _claims, subscriber = _open(token)
-    return _render(token, subscriber)
+    """The page: reads, changes nothing (GET and HEAD: link scanners open it)."""
+    subscriber, catalogue = _read(token)
+    if request.method == "HEAD":
+        return no_body()
+    return _render(token, subscriber, catalogue=catalogue)
 
 
 @bp.post("/<token>")
@@ -157,8 +210,11 @@ def save(token: str):
         abort(400, description=str(exc))
     session.commit()
     default = current_app.config["DEFAULT_LOCALE"]
-    names = {row.slug: row.name for row in page_rows(subscriber, str(get_locale()), default)}
-    return _render(token, subscriber, saved=[describe(e, names) for e in events])
+    catalogue = get_catalogue(session)
+    names = {shown.entry.topic.slug: shown.name for shown in
+             catalogue.page_topics(subscriber.role_id, str(get_locale()), default)}
+    return _render(token, subscriber, catalogue=catalogue,
+                   saved=[describe(e, names) for e in events])
 
 
 @bp.post("/<token>/renew")

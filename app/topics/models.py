@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, intpk, str16, str64, timestamp, utcnow
@@ -150,9 +150,25 @@ class FollowLinkTranslation(Base):
     follow_link: Mapped[FollowLink] = relationship(back_populates="translations")
 
 
+class CatalogueVersion(Base):
+    """One row: the catalogue's version. Every change to topics, roles, their texts or the
+    follow-us links bumps it in the same transaction (:mod:`app.topics.catalogue`), so
+    every process sees at once that its cached catalogue is stale."""
+
+    __tablename__ = "catalogue_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+
+
 def localised(translations, locale: str, default_locale: str, field: str) -> str:
     """The text in ``locale``, else in the default locale, else in any locale."""
     by_locale = {t.locale: getattr(t, field) for t in translations if getattr(t, field)}
+    return localised_text(by_locale, locale, default_locale)
+
+
+def localised_text(by_locale: dict[str, str], locale: str, default_locale: str) -> str:
+    """:func:`localised` over ``{locale: text}`` (no empty texts)."""
     for candidate in (locale, locale.split("_")[0], default_locale):
         if by_locale.get(candidate):
             return by_locale[candidate]

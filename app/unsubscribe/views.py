@@ -23,12 +23,13 @@ from wtforms.validators import ValidationError
 
 from app import csrf
 from app.db import get_db, get_session
-from app.limits import limiter, public_limit
-from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for
-from app.preferences.services import mask_email, transactional_names
-from app.preferences.views import render_link_error, suppressed_message
+from app.limits import limiter, page_limit, public_limit
+from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for, read_link
+from app.preferences.services import mask_email
+from app.preferences.views import no_body, render_link_error, suppressed_message
 from app.subscribers.services import Suppressed, unsubscribe
-from app.unsubscribe.forms import UndoForm, UnsubscribeForm
+from app.topics.catalogue import Catalogue, catalogue_at, get_catalogue
+from app.unsubscribe.forms import UndoForm
 from app.unsubscribe.one_click import (
     LINK_PLAIN,
     ONE_CLICK_FIELD,
@@ -50,6 +51,7 @@ from app.unsubscribe.services import (
     target_topic,
     undo,
     undo_receipt,
+    verify_unsubscribe,
     writers_queue,
 )
 
@@ -128,9 +130,12 @@ def _open(token: str, *, for_update: bool = False):
     return session, claims, subscriber, expired
 
 
-def _page_context(token, claims, subscriber, expired, topic) -> dict:
+def _page_context(token, claims, subscriber, expired, topic,
+                  catalogue: Catalogue | None = None) -> dict:
     locale = str(get_locale())
     default = current_app.config["DEFAULT_LOCALE"]
+    if catalogue is None:
+        catalogue = get_catalogue(get_session())
     preferences_url = None
     if not expired:
         # An expired unsubscribe link is still honoured, but it does not mint
@@ -143,22 +148,30 @@ def _page_context(token, claims, subscriber, expired, topic) -> dict:
         "masked_email": mask_email(subscriber.email),
         "topic_name": topic.text(locale, default) if topic is not None else None,
         "preferences_url": preferences_url,
-        "transactional": transactional_names(get_session(), locale, default),
+        "transactional": catalogue.transactional_names(locale, default),
         "privacy_url": current_app.config["PRIVACY_URL"],
     }
 
 
 @bp.get("/<token>")
-@limiter.limit(public_limit)
+@page_limit
 def page(token: str):
-    """What a click would do. Changes nothing (GET and HEAD)."""
-    session, claims, subscriber, expired = _open(token)
-    topic = target_topic(subscriber, session, claims.topic)
+    """What a click would do. Reads, changes nothing (GET and HEAD: link scanners open
+    it): the subscriber and the catalogue's version in one statement, the catalogue from
+    the process's cache."""
+    claims, expired = verify_unsubscribe(get_signer(current_app), token)
+    found = read_link(get_db(), claims)
+    subscriber = found.subscriber
+    g.link_locale = claims.locale
+    g.subscriber_locale = subscriber.locale
+    if request.method == "HEAD":
+        return no_body()
+    catalogue = catalogue_at(found.catalogue_version)
+    topic = catalogue.marketing_topic(claims.topic)
     return render_template(
         "unsubscribe/page.html",
-        form=UnsubscribeForm(),
         already=is_unsubscribed(subscriber, topic),
-        **_page_context(token, claims, subscriber, expired, topic),
+        **_page_context(token, claims, subscriber, expired, topic, catalogue),
     )
 
 
