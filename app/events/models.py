@@ -42,6 +42,8 @@ class Event(Base):
     campaign: Mapped[str | None] = mapped_column(String(255))
     # Why, when the source says (an ESP's "complaint", "hard_bounce"); in the webhook's change.
     reason: Mapped[str | None] = mapped_column(String(32))
+    # The privacy notice in force when the event was recorded (PREFCENTER_PRIVACY_POLICY_VERSION).
+    policy_version: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int]
     payload: Mapped[dict]
     created_at: Mapped[timestamp]

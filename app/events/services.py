@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.events.models import Event
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+
+def policy_version(app: Flask | None = None) -> str | None:
+    """The privacy-policy version in force (``PREFCENTER_PRIVACY_POLICY_VERSION``), recorded
+    on every event: of ``app``, else of the current app (None outside one)."""
+    if app is None:
+        if not has_app_context():
+            return None
+        app = current_app
+    return app.config.get("PRIVACY_POLICY_VERSION")
 
 
 def record_event(session: Session, subscriber, *, type: str, action: str, source: str,
@@ -21,6 +32,7 @@ def record_event(session: Session, subscriber, *, type: str, action: str, source
         before=None if before is None else {"value": before},
         after=None if after is None else {"value": after},
         source=source, actor=actor, token_id=token_id, campaign=campaign, reason=reason,
+        policy_version=policy_version(),
         version=subscriber.version if subscriber is not None else 0,
         payload={}, created_at=utcnow(),
     )

@@ -25,6 +25,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from app import limits, security
 from app.db import Database, get_db, get_session
+from app.events.services import policy_version
 from app.links.services import LinkClaims, LinkError, get_signer
 from app.unsubscribe.services import (
     OneClick,
@@ -94,10 +95,11 @@ class OneClickAnswer:
         db = self.db
         rule = OneClick.for_dialect(db.engine.dialect)
         context = link_context("one_click", claims)
+        policy = policy_version(self.app)
 
         def once(connection, *, transaction: bool = True) -> None:
             rule.unsubscribe(connection, claims, context=context, transaction=transaction,
-                             queue=lambda: writers_queue(db))
+                             queue=lambda: writers_queue(db), policy=policy)
 
         if isinstance(db.sessionmaker.kw.get("bind"), Engine):
             db.own_connections.run(once)

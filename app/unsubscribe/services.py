@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from app.db import Database, UTCDateTime, iso_z, utcnow
 from app.events.models import Event
-from app.events.services import payload_of
+from app.events.services import payload_of, policy_version
 from app.links.services import (
     UNSUBSCRIBE,
     ExpiredLink,
@@ -237,17 +237,23 @@ _BUMP = (
             unsubscribed_all=bindparam("all_off"))
 )
 _EVENT_COLUMNS = ("subscriber_id", "type", "action", "topic", "before", "after", "source",
-                  "actor", "token_id", "campaign", "version", "payload", "created_at")
+                  "actor", "token_id", "campaign", "policy_version", "version", "payload",
+                  "created_at")
 _DELIVERY_COLUMNS = ("endpoint_id", "event_id", "subscriber_id", "status", "attempts",
                      "next_attempt_at", "created_at")
 # PostgreSQL: the whole of it, server-side (migration 0002). Returns one of _CALL_ANSWERS.
+# The policy version reaches the function's event insert as a setting local to the call's
+# transaction, set in the FROM clause, so before the function runs (migration 20261202_18).
+_POLICY = select(func.set_config("prefcenter.policy_version",
+                                 bindparam("policy_version", type_=String), True)
+                 .label("policy")).subquery()
 _CALL = select(func.prefcenter_one_click(
     bindparam("public_id", type_=String), bindparam("epoch", type_=Integer),
     bindparam("topic", type_=String), bindparam("source", type_=String),
     bindparam("actor", type_=String), bindparam("token_id", type_=String),
     bindparam("campaign", type_=String), bindparam("now", type_=UTCDateTime()),
     bindparam("now_text", type_=String), bindparam("created_at", type_=UTCDateTime()),
-))
+)).select_from(_POLICY)
 _WRITTEN, _IN_FORCE, _UNKNOWN, _REVOKED = range(4)
 
 
@@ -356,22 +362,24 @@ class OneClick:
                               .result_processor(dialect, None))
 
     def unsubscribe(self, connection, claims: LinkClaims, *, context: Context,
-                    transaction: bool, queue=nullcontext) -> int:
+                    transaction: bool, queue=nullcontext, policy: str | None = None) -> int:
         """Apply the token's unsubscribe; the number of events written (0 for a repeat).
 
         With ``transaction``, in a transaction of its own on ``connection`` (in autocommit
         mode), which has committed before this returns; without, in the caller's, which the
         caller commits. ``queue()`` is entered before the write lock is asked for (SQLite's
-        :func:`writers_queue`). Raises :class:`UnknownSubscriber` or :class:`RevokedLink`.
+        :func:`writers_queue`). ``policy`` is the event's privacy-policy version.
+        Raises :class:`UnknownSubscriber` or :class:`RevokedLink`.
         """
         if self.server_side:
-            return self._call(connection, claims, context)
+            return self._call(connection, claims, context, policy)
         if self.in_force(connection, claims):
             return 0
         with queue():
-            return self.apply(connection, claims, context=context, transaction=transaction)
+            return self.apply(connection, claims, context=context, transaction=transaction,
+                              policy=policy)
 
-    def _call(self, connection, claims: LinkClaims, context: Context) -> int:
+    def _call(self, connection, claims: LinkClaims, context: Context, policy: str | None) -> int:
         now = utcnow()
         cursor = connection.cursor()
         try:
@@ -379,7 +387,7 @@ class OneClick:
                 "public_id": claims.public_id, "epoch": claims.epoch, "topic": claims.topic,
                 "source": context.source, "actor": context.actor, "token_id": context.token_id,
                 "campaign": context.campaign, "now": now, "now_text": iso_z(now),
-                "created_at": utcnow(),
+                "created_at": utcnow(), "policy_version": policy,
             }).fetchone()[0]
         finally:
             cursor.close()
@@ -408,7 +416,7 @@ class OneClick:
         return bool(state.unsubscribed_all)
 
     def apply(self, connection, claims: LinkClaims, *, context: Context,
-              transaction: bool) -> int:
+              transaction: bool, policy: str | None = None) -> int:
         """The write, in process (SQLite): BEGIN IMMEDIATE (with ``transaction``), then the
         state read again under the lock, so of two racing clicks the second finds the first
         one's change and writes nothing. What is written is what
@@ -421,7 +429,7 @@ class OneClick:
             if transaction:
                 cursor.execute("BEGIN IMMEDIATE")
             try:
-                written = self._write(cursor, claims, context)
+                written = self._write(cursor, claims, context, policy)
             except BaseException:
                 if transaction:
                     cursor.execute("ROLLBACK")
@@ -432,7 +440,7 @@ class OneClick:
         finally:
             cursor.close()
 
-    def _write(self, cursor, claims: LinkClaims, context: Context) -> int:
+    def _write(self, cursor, claims: LinkClaims, context: Context, policy: str | None) -> int:
         row = self.locked.execute(
             cursor, {"public_id": claims.public_id, "slug": claims.topic}).fetchone()
         row = None if row is None else _Locked(*row)
@@ -477,7 +485,7 @@ class OneClick:
             "subscriber_id": row.id, "type": type_, "action": action, "topic": topic,
             "before": {"value": before}, "after": {"value": after},
             "source": context.source, "actor": context.actor, "token_id": context.token_id,
-            "campaign": context.campaign, "version": version,
+            "campaign": context.campaign, "policy_version": policy, "version": version,
             "payload": payload_of(snapshot, change, context.source), "created_at": created_at,
         }).lastrowid
         endpoints = [_Endpoint(*e) for e in self.endpoints.execute(cursor).fetchall()]
@@ -513,4 +521,5 @@ def one_click_in_force(conn: Connection, claims: LinkClaims) -> bool:
 def one_click_unsubscribe(conn: Connection, claims: LinkClaims, *, context: Context) -> int:
     """:meth:`OneClick.unsubscribe` in ``conn``'s transaction, which the caller commits."""
     return OneClick.for_dialect(conn.dialect).unsubscribe(
-        _driver_connection(conn), claims, context=context, transaction=False)
+        _driver_connection(conn), claims, context=context, transaction=False,
+        policy=policy_version())
