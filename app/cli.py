@@ -81,6 +81,9 @@ def init_app(app: Flask) -> None:
     from app.i18n.cli import translate_group
 
     app.cli.add_command(translate_group)
+    from app.events.cli import receipts_group
+
+    app.cli.add_command(receipts_group)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from flask_babel import format_date, get_locale
@@ -31,6 +32,7 @@ from app.preferences.services import (
     parse_form,
     transactional_names,
 )
+from app.subscribers.export import export_in
 from app.subscribers.services import (
     Context,
     InvalidPhone,
@@ -148,6 +150,21 @@ def save(token: str):
     default = current_app.config["DEFAULT_LOCALE"]
     names = {row.slug: row.name for row in page_rows(subscriber, str(get_locale()), default)}
     return _render(token, subscriber, saved=[describe(e, names) for e in events])
+
+
+@bp.post("/<token>/export")
+@limiter.limit(public_limit)
+def export(token: str):
+    """"Download my data" (CSRF-protected form): the subscriber's export as a JSON file,
+    labels in the page's language. Changes nothing."""
+    session, _claims, subscriber = _open(token)
+    document = export_in(current_app.config, session, subscriber, locale=str(get_locale()),
+                         now=clock.now())
+    response = current_app.response_class(
+        json.dumps(document, ensure_ascii=False, indent=2) + "\n", mimetype="application/json")
+    response.headers["Content-Disposition"] = 'attachment; filename="my-data.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/<token>/renew")
