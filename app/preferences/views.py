@@ -33,7 +33,9 @@ from app.preferences.services import (
     transactional_names,
 )
 from app.subscribers.export import export_in
+from app.subscribers.labels import REASON_LABELS
 from app.subscribers.services import (
+    MAX_REASON_TEXT,
     Context,
     InvalidPhone,
     NoChannel,
@@ -41,7 +43,9 @@ from app.subscribers.services import (
     PreferenceError,
     by_public_id,
     change,
+    has_left,
     is_paused,
+    record_reason,
 )
 from app.topics.services import follow_rows
 
@@ -88,9 +92,23 @@ def _open(token: str, *, for_update: bool = False):
     return session, claims, subscriber
 
 
-def _render(token, subscriber, *, saved=None, error=None, status=200):
+def _render(token, subscriber, *, saved=None, error=None, status=200, **extra):
     return render_template("preferences/page.html", token=token, saved=saved, error=error,
-                           **page_context(subscriber)), status
+                           **extra, **page_context(subscriber)), status
+
+
+UNSUBSCRIBES = ("topic.unsubscribed", "unsubscribed_all")
+
+
+def _ask_reason(events) -> dict:
+    """After a save that unsubscribed something, the optional "why?" question: about the
+    one topic switched off, else about leaving in general."""
+    left = [e for e in events if e.action in UNSUBSCRIBES]
+    if not left:
+        return {}
+    topics = {e.topic for e in left}
+    return {"ask_reason": True, "reason_labels": REASON_LABELS, "reason_max": MAX_REASON_TEXT,
+            "reason_topic": topics.pop() if len(topics) == 1 else None}
 
 
 def page_context(subscriber) -> dict:
@@ -149,7 +167,30 @@ def save(token: str):
     session.commit()
     default = current_app.config["DEFAULT_LOCALE"]
     names = {row.slug: row.name for row in page_rows(subscriber, str(get_locale()), default)}
-    return _render(token, subscriber, saved=[describe(e, names) for e in events])
+    return _render(token, subscriber, saved=[describe(e, names) for e in events],
+                   **_ask_reason(events))
+
+
+@bp.post("/<token>/reason")
+@limiter.limit(public_limit)
+def reason(token: str):
+    """The optional "why are you leaving?" answer after an unsubscribe on this page
+    (CSRF-protected). Nothing to explain (the topic, or everything, still on): 409."""
+    session, claims, subscriber = _open(token, for_update=True)
+    topic = request.form.get("topic") or None
+    if not has_left(subscriber, topic):
+        session.rollback()
+        abort(409, description=_("You are not unsubscribed, so there is nothing to tell."))
+    try:
+        record_reason(session, subscriber, reason=request.form.get("reason"),
+                      text=request.form.get("text"), topic=topic,
+                      context=Context(source="preference_page", token_id=claims.token_id,
+                                      campaign=claims.campaign))
+    except PreferenceError as exc:
+        session.rollback()
+        abort(400, description=str(exc))
+    session.commit()
+    return _render(token, subscriber, thanked=True)
 
 
 @bp.post("/<token>/export")
