@@ -65,3 +65,34 @@ class EventCommit(Base):
 
     position: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
     txid: Mapped[int] = mapped_column(BigInteger, unique=True)
+
+
+# The kinds of change the insights count, by event action (the rollup's ``kind``).
+COUNTED_ACTIONS = {
+    "topic.unsubscribed": "unsubscribe",
+    "unsubscribed_all": "unsubscribe",
+    "topic.subscribed": "resubscribe",
+    "resubscribed_all": "resubscribe",
+    "unsubscribe.reason": "reason",
+    "topic.frequency": "frequency",
+    "paused": "pause",
+}
+
+
+class EventCount(Base):
+    """Events counted per UTC day and what the insights group by: kept by a database
+    trigger on ``events`` as each row is inserted, whoever inserts it (migration
+    20261202_18_insights). Absent dimensions are '' (not NULL) so the key is unique.
+    ``value`` is the chosen frequency (``frequency``) or the pause's length
+    (``pause``: 2w, 1m, 3m, longer)."""
+
+    __tablename__ = "event_counts"
+
+    day: Mapped[dt.date] = mapped_column(primary_key=True)
+    kind: Mapped[str16] = mapped_column(primary_key=True)
+    topic: Mapped[str64] = mapped_column(primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(255), primary_key=True)
+    source: Mapped[str16] = mapped_column(primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str16] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
