@@ -62,19 +62,33 @@ def expressions(dialect: str, row: str) -> dict[str, str]:
 
 def _upsert(dialect: str) -> str:
     values = ", ".join(expressions(dialect, "NEW.").values())
-    target = "event_counts.count" if dialect == "postgresql" else "count"
     return (f"INSERT INTO event_counts ({COLUMNS}) VALUES ({values}, 1) "
-            f"ON CONFLICT ({KEY}) DO UPDATE SET count = {target} + 1;")
+            f"ON CONFLICT ({KEY}) DO UPDATE SET count = count + 1;")
+
+
+def _counted(dialect: str, table: str) -> str:
+    """SELECT the rollup rows (with their counts) of the events in ``table``."""
+    exprs = expressions(dialect, "e.")
+    group = ", ".join(str(i) for i in range(1, len(exprs) + 1))
+    return (f"SELECT {', '.join(exprs.values())}, COUNT(*) FROM {table} e "
+            f"WHERE e.action IN ({_in_list()}) GROUP BY {group}")
 
 
 def create_trigger_sql(dialect: str) -> list[str]:
-    """The statements that make the trigger (migration 20261202_18_insights)."""
+    """The statements that make the trigger (migration 20261202_18_insights).
+
+    PostgreSQL: a statement-level trigger over the statement's new rows (a transition
+    table), so a bulk insert (an import, a batch) adds each rollup row once, not once per
+    event. SQLite has no statement-level triggers: one per counted row."""
     if dialect == "postgresql":
         return [
             f"CREATE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-            f"BEGIN\n    {_upsert(dialect)}\n    RETURN NULL;\nEND;\n$$",
-            f"CREATE TRIGGER {TRIGGER} AFTER INSERT ON events FOR EACH ROW "
-            f"WHEN (NEW.action IN ({_in_list()})) EXECUTE FUNCTION {FUNCTION}()",
+            f"BEGIN\n    INSERT INTO event_counts ({COLUMNS}) "
+            f"{_counted(dialect, 'new_events')} ON CONFLICT ({KEY}) "
+            "DO UPDATE SET count = event_counts.count + EXCLUDED.count;\n"
+            "    RETURN NULL;\nEND;\n$$",
+            f"CREATE TRIGGER {TRIGGER} AFTER INSERT ON events REFERENCING NEW TABLE AS "
+            f"new_events FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()",
         ]
     return [
         f"CREATE TRIGGER {TRIGGER} AFTER INSERT ON events FOR EACH ROW "
@@ -83,6 +97,7 @@ def create_trigger_sql(dialect: str) -> list[str]:
 
 
 def drop_trigger_sql(dialect: str) -> list[str]:
+    """The statements that remove the trigger (and its function)."""
     if dialect == "postgresql":
         return [f"DROP TRIGGER IF EXISTS {TRIGGER} ON events",
                 f"DROP FUNCTION IF EXISTS {FUNCTION}()"]
@@ -91,11 +106,7 @@ def drop_trigger_sql(dialect: str) -> list[str]:
 
 def backfill_sql(dialect: str) -> str:
     """Count every event already in ``events`` (into an empty ``event_counts``)."""
-    exprs = expressions(dialect, "e.")
-    select = ", ".join(exprs.values())
-    group = ", ".join(str(i) for i in range(1, len(exprs) + 1))
-    return (f"INSERT INTO event_counts ({COLUMNS}) SELECT {select}, COUNT(*) FROM events e "
-            f"WHERE e.action IN ({_in_list()}) GROUP BY {group}")
+    return f"INSERT INTO event_counts ({COLUMNS}) {_counted(dialect, 'events')}"
 
 
 def rebuild(connection: Connection) -> None:
