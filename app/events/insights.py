@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, case, column, func, select, text
+from sqlalchemy import String, bindparam, case, column, func, select, text
 from sqlalchemy.orm import Session
 
+from app.db import UTCDateTime
 from app.events.models import COUNTED_ACTIONS, EventCount
 from app.events.rollup import expressions
 
@@ -47,7 +48,9 @@ def _rows(session: Session, unrolled: bool):
            f"1 AS count FROM events e WHERE e.action IN ({actions}) "
            "AND e.created_at >= :since AND e.created_at < :until")
     names = [column(name, String) for name in exprs] + [column("count")]
-    return text(sql).columns(*names).subquery("counted")
+    return (text(sql).bindparams(bindparam("since", type_=UTCDateTime()),
+                                 bindparam("until", type_=UTCDateTime()))
+            .columns(*names).subquery("counted"))
 
 
 def _where(rows, query: Query, *kinds: str):
