@@ -271,3 +271,16 @@ def test_a_rotated_key_still_verifies_old_receipts(tmp_path, database_url, expor
     _subscriber, doc = exported
     done = _verify(tmp_path, database_url, doc, secret=f"new-key,{TEST_SECRET}")
     assert done.returncode == 0, done.stdout
+
+
+def test_other_methods_on_the_export_path_are_405(client, api_key, catalogue):
+    headers = {"Authorization": f"Bearer {api_key}"}
+    response = client.put("/api/v1/subscribers/someone/export", headers=headers, json={})
+    assert response.status_code == 405
+    # An external id may hold "/": its export is still found.
+    created = client.put("/api/v1/subscribers/crm/42", headers=headers,
+                         json={"email": "slash@example.com"})
+    assert created.status_code == 201
+    export = client.get("/api/v1/subscribers/crm/42/export", headers=headers)
+    assert export.status_code == 200
+    assert export.get_json()["subscriber"]["external_id"] == "crm/42"

@@ -93,7 +93,7 @@ def get_subscriber(path: SubscriberPath):
     return jsonify(snapshot(_found(get_session(), path.external_id)))
 
 
-@operation(bp, "/subscribers/<external_id:external_id>/export", "GET",
+@operation(bp, "/subscribers/<exported_id:external_id>/export", "GET",
            operation_id="exportSubscriber",
            summary="Everything held about a subscriber, consent history included", tags=TAGS,
            description="Identity, locale, role, every subscription with its channels and "
