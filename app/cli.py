@@ -149,6 +149,9 @@ def register_commands(group: click.Group) -> None:
     from app.i18n.cli import translate_group
 
     group.add_command(translate_group)
+    from app.events.cli import receipts_group
+
+    group.add_command(receipts_group)
 
 
 register_commands(main)

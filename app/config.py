@@ -69,6 +69,8 @@ def from_environ(environ=None) -> dict:
         "RTL_LOCALES": _list(env.get("PREFCENTER_RTL_LOCALES", "ar,fa,he,ur")),
         "DEFAULT_ROLE": env.get("PREFCENTER_DEFAULT_ROLE", "shopper"),
         "PRIVACY_URL": env.get("PREFCENTER_PRIVACY_URL", "https://example.com/privacy"),
+        # The privacy notice in force, recorded on every event (docs/consent.md).
+        "PRIVACY_POLICY_VERSION": env.get("PREFCENTER_PRIVACY_POLICY_VERSION") or None,
         "BRAND_NAME": env.get("PREFCENTER_BRAND_NAME", "Prefcenter"),
         "PREFERENCE_LINK_MAX_AGE": _int(env, "PREFCENTER_PREFERENCE_LINK_MAX_AGE", 90 * DAY),
         "UNSUBSCRIBE_LINK_MAX_AGE": _int(env, "PREFCENTER_UNSUBSCRIBE_LINK_MAX_AGE", 400 * DAY),

@@ -794,3 +794,6 @@ def audit():
 def _admin_context():
     return {"is_rtl": is_rtl, "language_name": language_name,
             "as_json": lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)}
+
+
+from app.admin import insights  # noqa: E402, F401  (routes on this blueprint)

@@ -304,3 +304,129 @@ class EspTally(Output):
 
 class EspConfirmed(Output):
     confirmed: Literal[True]
+
+
+# --- subscriber export and consent receipts (docs/consent.md) ----------------------------
+
+
+class ReceiptPurpose(Output):
+    purpose: str
+    consentType: Literal["EXPLICIT"]
+    purposeCategory: list[str]
+    thirdPartyDisclosure: bool
+
+
+class ReceiptService(Output):
+    service: str = Field(description="the channel")
+    purposes: list[ReceiptPurpose]
+
+
+class ReceiptController(Output):
+    piiController: str
+    url: str
+
+
+class ConsentReceipt(Output):  # the Kantara receipt's own (camelCase) names
+    """ISO/IEC TS 27560 / Kantara consent receipt v1.1 fields of one event."""
+
+    version: str
+    consentReceiptID: str = Field(description="a UUID, stable per event")
+    consentTimestamp: int = Field(description="seconds since the epoch")
+    time: dt.datetime
+    collectionMethod: Source = Field(description="the event's source")
+    piiPrincipalId: str | None = Field(description="the external_id")
+    piiControllers: list[ReceiptController]
+    policyUrl: str
+    policyVersion: str | None = Field(
+        description="PREFCENTER_PRIVACY_POLICY_VERSION when the event was recorded")
+    services: list[ReceiptService]
+    purpose: str = Field(description="the topic, or all_marketing")
+    channel: list[str]
+    action: str
+    consentState: Literal["given", "withdrawn", "modified", "recorded"]
+    campaign: str | None
+    linkId: str | None = Field(description="the id of the link that made the change")
+    eventId: int
+    sensitive: bool
+    spiCat: list[str]
+
+
+class ReceiptSignature(Output):
+    alg: Literal["HS256"]
+    kid: str = Field(description="which of the server's keys signed")
+    value: str = Field(description="base64url HMAC-SHA256 of the receipt's canonical JSON")
+
+
+class SignedReceipt(Output):
+    receipt: ConsentReceipt
+    signature: ReceiptSignature
+
+
+class ExportChannel(Output):
+    channel: Channel
+    label: str
+
+
+class ExportSubscription(Output):
+    topic: str
+    topic_name: str
+    kind: Literal[KINDS]  # type: ignore[valid-type]
+    subscribed: bool
+    frequency: str
+    frequency_label: str
+    channels: list[ExportChannel]
+    updated_at: dt.datetime | None
+
+
+class ExportEvent(Output):
+    id: int = Field(ge=1, le=MAX_INT)
+    when: dt.datetime
+    type: str
+    action: str
+    action_label: str
+    topic: str | None
+    topic_name: str | None
+    before: Any
+    after: Any
+    source: Source
+    source_label: str
+    campaign: str | None
+    link_id: str | None
+    reason: str | None
+    reason_label: str | None
+    policy_version: str | None
+    receipt_id: str
+    receipt: SignedReceipt
+
+
+class ExportController(Output):
+    name: str
+    url: str
+    privacy_policy: str
+
+
+class ExportIdentity(Output):
+    external_id: str | None
+    email: str | None
+    phone: str | None
+    locale: str | None
+    role: str | None
+    role_name: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+    undeliverable_since: dt.datetime | None
+
+
+class SubscriberExport(Output):
+    """Everything held about one subscriber; labels in the subscriber's language."""
+
+    format: Literal["prefcenter.subscriber-export/1"]
+    generated_at: dt.datetime
+    language: str = Field(description="the language of every *_label and *_name")
+    controller: ExportController
+    subscriber: ExportIdentity
+    unsubscribed_all: bool
+    paused_until: dt.datetime | None
+    subscriptions: list[ExportSubscription]
+    consent_history: list[ExportEvent] = Field(description="every change, oldest first")

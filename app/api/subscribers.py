@@ -13,12 +13,14 @@ from app.api.schemas import (
     Subscriber,
     SubscriberBatch,
     SubscriberBatchAnswer,
+    SubscriberExport,
     SubscriberInput,
     SubscriberPath,
 )
 from app.api.services import input_of, unchanged_snapshot, upsert_batch, upsert_subscriber
 from app.api.views import actor, bp
 from app.db import get_session
+from app.subscribers.export import export_in, export_locale
 from app.subscribers.services import Context, by_external_id, erase, snapshot
 
 TAGS = ["subscribers"]
@@ -89,6 +91,27 @@ def post_batch(body: SubscriberBatch):
            responses={200: Response("The subscriber", Subscriber)})
 def get_subscriber(path: SubscriberPath):
     return jsonify(snapshot(_found(get_session(), path.external_id)))
+
+
+@operation(bp, "/subscribers/<exported_id:external_id>/export", "GET",
+           operation_id="exportSubscriber",
+           summary="Everything held about a subscriber, consent history included", tags=TAGS,
+           description="Identity, locale, role, every subscription with its channels and "
+                       "frequency, the pause, and every change (when, what, source, campaign, "
+                       "link id, privacy-policy version), each with its signed consent "
+                       "receipt (`prefcenter receipts verify`). Labels are in the "
+                       "subscriber's language. An erased subscriber keeps only the history.",
+           path=SubscriberPath, problems=(404, 405),
+           responses={200: Response("The subscriber's data", SubscriberExport)})
+def export_subscriber(path: SubscriberPath):
+    session = get_session()
+    subscriber = _found(session, path.external_id)
+    config = current_app.config
+    document = export_in(config, session, subscriber, locale=export_locale(config, subscriber),
+                         now=clock.now())
+    response = jsonify(document)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @operation(bp, "/subscribers/<external_id:external_id>", "DELETE", operation_id="eraseSubscriber",

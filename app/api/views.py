@@ -24,13 +24,23 @@ bp = Blueprint("api", __name__)
 
 class ExternalIdConverter(PathConverter):
     """A CRM id in a path (it may hold ``/``), except ``batch``: ``/subscribers/batch`` is
-    the batch endpoint for every method, as OpenAPI matches a fixed path first."""
+    the batch endpoint for every method, as OpenAPI matches a fixed path first. Likewise
+    ``/subscribers/<id>/export`` is the export for every method (an id cannot end in
+    ``/export``)."""
+
+    regex = r"(?!batch$)(?!.*/export$)[^/].*?"
+
+
+class ExportedIdConverter(ExternalIdConverter):
+    """The CRM id in ``/subscribers/<id>/export`` (followed by ``/export`` in the rule)."""
 
     regex = r"(?!batch$)[^/].*?"
 
 
 bp.record_once(lambda state: state.app.url_map.converters.setdefault(
     "external_id", ExternalIdConverter))
+bp.record_once(lambda state: state.app.url_map.converters.setdefault(
+    "exported_id", ExportedIdConverter))
 # Bearer keys, never cookies: a forged cross-site request has nothing to ride on.
 csrf.exempt(bp)
 

@@ -42,6 +42,8 @@ class Event(Base):
     campaign: Mapped[str | None] = mapped_column(String(255))
     # Why, when the source says (an ESP's "complaint", "hard_bounce"); in the webhook's change.
     reason: Mapped[str | None] = mapped_column(String(32))
+    # The privacy notice in force when the event was recorded (PREFCENTER_PRIVACY_POLICY_VERSION).
+    policy_version: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int]
     payload: Mapped[dict]
     created_at: Mapped[timestamp]
@@ -63,3 +65,34 @@ class EventCommit(Base):
 
     position: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
     txid: Mapped[int] = mapped_column(BigInteger, unique=True)
+
+
+# The kinds of change the insights count, by event action (the rollup's ``kind``).
+COUNTED_ACTIONS = {
+    "topic.unsubscribed": "unsubscribe",
+    "unsubscribed_all": "unsubscribe",
+    "topic.subscribed": "resubscribe",
+    "resubscribed_all": "resubscribe",
+    "unsubscribe.reason": "reason",
+    "topic.frequency": "frequency",
+    "paused": "pause",
+}
+
+
+class EventCount(Base):
+    """Events counted per UTC day and what the insights group by: kept by a database
+    trigger on ``events`` as each row is inserted, whoever inserts it (migration
+    20261202_18_insights). Absent dimensions are '' (not NULL) so the key is unique.
+    ``value`` is the chosen frequency (``frequency``) or the pause's length
+    (``pause``: 2w, 1m, 3m, longer)."""
+
+    __tablename__ = "event_counts"
+
+    day: Mapped[dt.date] = mapped_column(primary_key=True)
+    kind: Mapped[str16] = mapped_column(primary_key=True)
+    topic: Mapped[str64] = mapped_column(primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(255), primary_key=True)
+    source: Mapped[str16] = mapped_column(primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str16] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -9,6 +10,16 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.events.models import Event
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+
+def policy_version(app: Flask | None = None) -> str | None:
+    """The privacy-policy version in force (``PREFCENTER_PRIVACY_POLICY_VERSION``), recorded
+    on every event: of ``app``, else of the current app (None outside one)."""
+    if app is None:
+        if not has_app_context():
+            return None
+        app = current_app
+    return app.config.get("PRIVACY_POLICY_VERSION")
 
 
 def record_event(session: Session, subscriber, *, type: str, action: str, source: str,
@@ -22,6 +33,7 @@ def record_event(session: Session, subscriber, *, type: str, action: str, source
         before=None if before is None else {"value": before},
         after=None if after is None else {"value": after},
         source=source, actor=actor, token_id=token_id, campaign=campaign, reason=reason,
+        policy_version=policy_version(),
         version=subscriber.version if subscriber is not None else 0,
         payload={}, created_at=utcnow(),
     )
@@ -83,10 +95,11 @@ _ENABLED_ENDPOINTS = (select(_endpoints.c.id, _endpoints.c.event_types, _endpoin
 def append_event(conn: Connection, *, subscriber_id: int, type: str, action: str,
                  topic: str | None, before, after, source: str, actor: str | None,
                  token_id: str | None, campaign: str | None, reason: str | None,
-                 version: int, snapshot: dict) -> int:
+                 version: int, snapshot: dict, policy: str | None = None) -> int:
     """:func:`record_event` and :func:`seal` for one event, in Core statements on ``conn``
     (the caller's transaction): the event with its payload, and its outbox rows for the
-    enabled endpoints that want it (:meth:`WebhookEndpoint.wants`). Its id."""
+    enabled endpoints that want it (:meth:`WebhookEndpoint.wants`). Its id. ``policy``:
+    the privacy-policy version in force, when there is no app context to read it from."""
     created_at = utcnow()
     event_id = conn.execute(_INSERT_EVENT, {
         "subscriber_id": subscriber_id, "type": type, "action": action, "topic": topic,
@@ -94,6 +107,7 @@ def append_event(conn: Connection, *, subscriber_id: int, type: str, action: str
         "after": None if after is None else {"value": after},
         "source": source, "actor": actor, "token_id": token_id, "campaign": campaign,
         "reason": reason, "version": version, "created_at": created_at,
+        "policy_version": policy if policy is not None else policy_version(),
         "payload": payload_of(snapshot, change_dict(action, topic, before, after, reason),
                               source),
     }).inserted_primary_key[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from flask import (
     Blueprint,
@@ -48,8 +49,11 @@ from app.preferences.services import (
     page_rows,
     parse_form,
 )
+from app.subscribers.export import export_in
+from app.subscribers.labels import REASON_LABELS
 from app.subscribers.reading import PageSubscriber
 from app.subscribers.services import (
+    MAX_REASON_TEXT,
     AddressTaken,
     Context,
     InvalidEmail,
@@ -59,7 +63,9 @@ from app.subscribers.services import (
     PreferenceError,
     Suppressed,
     change,
+    has_left,
     is_paused,
+    record_reason,
 )
 from app.topics.catalogue import Catalogue, catalogue_at, get_catalogue
 
@@ -142,9 +148,24 @@ def _read(token: str) -> tuple[PageSubscriber, Catalogue]:
     return found.subscriber, catalogue_at(found.catalogue_version)
 
 
-def _render(token, subscriber, *, catalogue=None, saved=None, error=None, status=200):
+def _render(token, subscriber, *, catalogue=None, saved=None, error=None, status=200,
+            **extra):
     return render_template("preferences/page.html", token=token, saved=saved, error=error,
-                           **page_context(subscriber, catalogue)), status
+                           **extra, **page_context(subscriber, catalogue)), status
+
+
+UNSUBSCRIBES = ("topic.unsubscribed", "unsubscribed_all")
+
+
+def _ask_reason(events) -> dict:
+    """After a save that unsubscribed something, the optional "why?" question: about the
+    one topic switched off, else about leaving in general."""
+    left = [e for e in events if e.action in UNSUBSCRIBES]
+    if not left:
+        return {}
+    topics = {e.topic for e in left}
+    return {"ask_reason": True, "reason_labels": REASON_LABELS, "reason_max": MAX_REASON_TEXT,
+            "reason_topic": topics.pop() if len(topics) == 1 else None}
 
 
 def page_context(subscriber, catalogue: Catalogue | None = None) -> dict:
@@ -214,7 +235,44 @@ def save(token: str):
     names = {shown.entry.topic.slug: shown.name for shown in
              catalogue.page_topics(subscriber.role_id, str(get_locale()), default)}
     return _render(token, subscriber, catalogue=catalogue,
-                   saved=[describe(e, names) for e in events])
+                   saved=[describe(e, names) for e in events], **_ask_reason(events))
+
+
+@bp.post("/<token>/reason")
+@limiter.limit(public_limit)
+def reason(token: str):
+    """The optional "why are you leaving?" answer after an unsubscribe on this page
+    (CSRF-protected). Nothing to explain (the topic, or everything, still on): 409."""
+    session, claims, subscriber = _open(token, for_update=True)
+    topic = request.form.get("topic") or None
+    if not has_left(subscriber, topic):
+        session.rollback()
+        abort(409, description=_("You are not unsubscribed, so there is nothing to tell."))
+    try:
+        record_reason(session, subscriber, reason=request.form.get("reason"),
+                      text=request.form.get("text"), topic=topic,
+                      context=Context(source="preference_page", token_id=claims.token_id,
+                                      campaign=claims.campaign))
+    except PreferenceError as exc:
+        session.rollback()
+        abort(400, description=str(exc))
+    session.commit()
+    return _render(token, subscriber, thanked=True)
+
+
+@bp.post("/<token>/export")
+@limiter.limit(public_limit)
+def export(token: str):
+    """"Download my data" (CSRF-protected form): the subscriber's export as a JSON file,
+    labels in the page's language. Changes nothing."""
+    session, _claims, subscriber = _open(token)
+    document = export_in(current_app.config, session, subscriber, locale=str(get_locale()),
+                         now=clock.now())
+    response = current_app.response_class(
+        json.dumps(document, ensure_ascii=False, indent=2) + "\n", mimetype="application/json")
+    response.headers["Content-Disposition"] = 'attachment; filename="my-data.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/<token>/renew")

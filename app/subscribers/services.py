@@ -92,6 +92,9 @@ class Context:
     token_id: str | None = None
     campaign: str | None = None
     reason: str | None = None
+    # The privacy-policy version in force, for a change made outside an app context (the
+    # one-click answered below Flask); None: the current app's (events.policy_version).
+    policy: str | None = None
 
 
 def normalise_email(raw: str) -> str:
@@ -536,7 +539,7 @@ def unsubscribe_rows(conn: Connection, public_id: str, topic: str | None, *,
         conn, subscriber_id=row.id, type="subscriber.unsubscribed", action=action,
         topic=topic, before=before, after=after, source=context.source, actor=context.actor,
         token_id=context.token_id, campaign=context.campaign, reason=context.reason,
-        version=version, snapshot=snapshot)
+        version=version, snapshot=snapshot, policy=context.policy)
     return Unsubscribed(found=True, link_epoch=row.link_epoch, event_ids=(event_id,))
 
 
@@ -555,6 +558,57 @@ def unsubscribe(session: Session, subscriber: Subscriber, topic: str | None, *,
         session.expire(sub)
     session.expire(subscriber)
     return list(session.scalars(select(Event).where(Event.id.in_(done.event_ids))))
+
+
+# The answers to "why are you leaving?" (labels: app.subscribers.labels.REASON_LABELS).
+REASONS = ("too_many", "not_relevant", "never_signed_up", "other")
+MAX_REASON_TEXT = 500
+
+
+class UnknownReason(PreferenceError):
+    pass
+
+
+class NotUnsubscribed(PreferenceError):
+    """A reason for leaving from someone who has not left (nothing to explain)."""
+
+
+def has_left(subscriber: Subscriber, topic: str | None) -> bool:
+    """Whether there is an unsubscribe to explain: from the marketing ``topic`` (switched
+    off), or, without one, from all marketing or from some marketing topic."""
+    marketing = [s for s in subscriber.subscriptions if s.topic.kind == "marketing"]
+    if topic is None:
+        return subscriber.unsubscribed_all or any(not s.subscribed for s in marketing)
+    return any(s.topic.slug == topic and not s.subscribed for s in marketing)
+
+
+def record_reason(session: Session, subscriber: Subscriber, *, reason: str | None,
+                  text: str | None, topic: str | None, context: Context) -> Event | None:
+    """Record why the subscriber unsubscribed (from ``topic``, or from all marketing).
+
+    Optional by design: no reason and no text records nothing (None). Text alone counts
+    as ``other``. The caller checks that the unsubscribe is in force. One event,
+    action ``unsubscribe.reason`` (the code in ``reason``, the text in ``after``), with
+    its webhook; the version is bumped like for any change.
+    """
+    text = (text or "").strip() or None
+    if reason in (None, ""):
+        if text is None:
+            return None
+        reason = "other"
+    if reason not in REASONS:
+        raise UnknownReason(reason)
+    if text is not None and len(text) > MAX_REASON_TEXT:
+        raise UnknownReason(f"the text is longer than {MAX_REASON_TEXT} characters")
+    subscriber.version += 1
+    subscriber.updated_at = utcnow()
+    event = record_event(session, subscriber, type="subscriber.updated",
+                         action="unsubscribe.reason", topic=topic, after=text,
+                         source=context.source, actor=context.actor,
+                         token_id=context.token_id, campaign=context.campaign, reason=reason)
+    session.flush()
+    seal(session, subscriber, [event], snapshot(subscriber))
+    return event
 
 
 def _scrubbed(value, emails: set[str]):
@@ -626,6 +680,10 @@ def erase(session: Session, subscriber: Subscriber, *, context: Context) -> Even
         past.before = _scrubbed(past.before, emails)
         past.after = _scrubbed(past.after, emails)
         past.payload = _scrubbed(past.payload, emails)
+        if past.action == "unsubscribe.reason":  # free text may say anything: not kept
+            past.after = None
+            past.payload = {**past.payload, "changes": [
+                {**change, "after": None} for change in past.payload.get("changes", [])]}
     session.flush()
     return event
 

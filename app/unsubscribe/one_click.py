@@ -16,6 +16,7 @@ a short text/plain answer that is never a redirect, and the app's security heade
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from flask import Flask
 from sqlalchemy.engine import Engine
@@ -25,6 +26,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from app import limits, security
 from app.db import get_db, run_once_more_if_dropped
+from app.events.services import policy_version
 from app.links.services import LinkClaims, LinkError, get_signer
 from app.unsubscribe.services import (
     WritersQueueTimeout,
@@ -91,7 +93,7 @@ class OneClickAnswer:
         statements); a sessionmaker bound to a connection (the test suite's rolled-back
         transaction) lends a Session on it.
         """
-        context = link_context("one_click", claims)
+        context = replace(link_context("one_click", claims), policy=policy_version(self.app))
         db = self.db
         bound_to_engine = isinstance(db.sessionmaker.kw.get("bind"), Engine)
         run_once_more_if_dropped(

@@ -12,7 +12,7 @@ change, the answer is 503 with Retry-After and the mailbox provider retries.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, render_template, request, url_for
 from flask import session as cookie_session
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -27,7 +27,15 @@ from app.limits import limiter, page_limit, public_limit
 from app.links.services import UNSUBSCRIBE, LinkError, get_signer, links_for, read_link
 from app.preferences.services import mask_email
 from app.preferences.views import no_body, render_link_error, suppressed_message
-from app.subscribers.services import Suppressed, unsubscribe
+from app.subscribers.labels import REASON_LABELS
+from app.subscribers.services import (
+    MAX_REASON_TEXT,
+    NotUnsubscribed,
+    PreferenceError,
+    Suppressed,
+    record_reason,
+    unsubscribe,
+)
 from app.topics.catalogue import Catalogue, catalogue_at, get_catalogue
 from app.unsubscribe.forms import UndoForm
 from app.unsubscribe.one_click import (
@@ -233,6 +241,43 @@ def _browser(token: str):
         "unsubscribe/done.html",
         undo_form=undo_form,
         undone=False,
+        ask_reason=True,
+        **_reason_context(),
+        **_page_context(token, claims, subscriber, expired, topic),
+    )
+
+
+def _reason_context() -> dict:
+    return {"reason_labels": REASON_LABELS, "reason_max": MAX_REASON_TEXT}
+
+
+@bp.post("/<token>/reason")
+@limiter.limit(public_limit)
+def reason(token: str):
+    """The optional "why are you leaving?" answer, after the unsubscribe only (CSRF-protected
+    form of the confirmation page). Nothing to explain (still subscribed): 409."""
+
+    def apply(session, subscriber, claims, topic):
+        if not is_unsubscribed(subscriber, topic):
+            raise NotUnsubscribed("the link's unsubscribe is not in force")
+        return record_reason(session, subscriber, reason=request.form.get("reason"),
+                             text=request.form.get("text"),
+                             topic=topic.slug if topic is not None else None,
+                             context=link_context("unsubscribe_page", claims))
+
+    try:
+        claims, subscriber, expired, topic, _event = _locked(token, apply)
+    except NotUnsubscribed:
+        get_session().rollback()
+        abort(409, description=_("You are not unsubscribed, so there is nothing to tell."))
+    except PreferenceError:
+        get_session().rollback()
+        abort(400)
+    return render_template(
+        "unsubscribe/done.html",
+        undo_form=UndoForm(),
+        undone=False,
+        thanked=True,
         **_page_context(token, claims, subscriber, expired, topic),
     )
 
