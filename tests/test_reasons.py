@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.events.models import Event
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.conftest import csrf_from
+from tests.test_unsubscribe import undo_data
 
 REASON_FORM = 'class="reason-form"'
 
@@ -138,7 +139,7 @@ def test_the_undo_screen_does_not_ask_again_after_undo(client, catalogue, links)
     subscriber = catalogue.subscriber()
     path = links.unsubscribe(subscriber, topic="offers")
     html = unsubscribe_on_the_page(client, path)
-    response = client.post(path + "/undo", data={"csrf_token": csrf_from(html)})
+    response = client.post(path + "/undo", data=undo_data(html))
     assert response.status_code == 200
     assert REASON_FORM not in response.get_data(as_text=True)
 

@@ -216,10 +216,16 @@ def read_undo_receipt(secret_keys: list[str], receipt: str | None, *, browser: s
 def undo(session: Session, subscriber: Subscriber, receipt: dict, *, claims: LinkClaims,
          context: Context) -> list[Event]:
     """Reverse exactly the receipt's events (made by ``claims``' link on its page), if the
-    subscriber has not changed since; through :func:`change`, the one rule."""
-    ids = receipt.get("e")
-    if (receipt.get("s") != subscriber.public_id or receipt.get("v") != subscriber.version
+    subscriber's choices have not changed since (an answer to "why are you leaving?" is no
+    change of choice); through :func:`change`, the one rule."""
+    ids, version = receipt.get("e"), receipt.get("v")
+    if (receipt.get("s") != subscriber.public_id or not isinstance(version, int)
             or not isinstance(ids, list) or not ids):
+        raise UndoRefused("not this subscriber's receipt")
+    if subscriber.version != version and session.scalar(
+            select(Event.id).where(Event.subscriber_id == subscriber.id,
+                                   Event.version > version,
+                                   Event.action != "unsubscribe.reason").limit(1)) is not None:
         raise UndoRefused("the subscriber changed since")
     events = session.scalars(select(Event).where(
         Event.id.in_(ids), Event.subscriber_id == subscriber.id,
