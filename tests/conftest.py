@@ -206,7 +206,27 @@ def live_links(live_app) -> Links:
     return Links(live_app)
 
 
+# Cheap argon2 parameters keep the suite fast; the rules do not depend on the cost.
+FAST_HASH = {"ADMIN_ARGON2_TIME_COST": 1, "ADMIN_ARGON2_MEMORY_COST": 64,
+             "ADMIN_ARGON2_PARALLELISM": 1}
+
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+class ApiClient:
+    """A test client speaking to ``/api/v1<prefix>`` with a Bearer key; extra headers of a
+    call are added to the key's."""
+
+    def __init__(self, client, key: str, prefix: str = ""):
+        self.client, self.prefix = client, prefix
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+    def __getattr__(self, method):
+        def call(path, **kwargs):
+            headers = {**self.headers, **kwargs.pop("headers", {})}
+            return getattr(self.client, method)(f"/api/v1{self.prefix}{path}",
+                                                headers=headers, **kwargs)
+        return call
 
 
 def csrf_from(html: str) -> str:

@@ -12,13 +12,10 @@ from sqlalchemy import select
 from app.admin.models import Admin, AdminSession
 from app.admin.services import create_admin, set_password
 from app.clock import get_clock
-from tests.conftest import csrf_from
+from tests.conftest import FAST_HASH, csrf_from
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "root@example.com"
-# Cheap argon2 parameters keep the suite fast; the rules do not depend on the cost.
-FAST_HASH = {"ADMIN_ARGON2_TIME_COST": 1, "ADMIN_ARGON2_MEMORY_COST": 64,
-             "ADMIN_ARGON2_PARALLELISM": 1}
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from app.subscribers.models import Subscriber, Subscription, Suppression
 from app.subscribers.services import email_hash
 from app.topics.models import Topic
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
-from tests.conftest import serve
+from tests.conftest import ApiClient, serve
 
 
 @pytest.fixture
@@ -31,17 +31,7 @@ def api_key(session):
 @pytest.fixture
 def api(client, api_key, catalogue):
     """A client speaking to /api/v1 with a valid key."""
-
-    class Api:
-        headers = {"Authorization": f"Bearer {api_key}"}
-
-        def __getattr__(self, method):
-            def call(path, **kwargs):
-                headers = {**self.headers, **kwargs.pop("headers", {})}
-                return getattr(client, method)(f"/api/v1{path}", headers=headers, **kwargs)
-            return call
-
-    return Api()
+    return ApiClient(client, api_key)
 
 
 def assert_problem(response, status: int, detail_part: str = ""):

@@ -13,6 +13,7 @@ from app.clock import get_clock
 from app.events.models import Event
 from app.subscribers.services import resume_due
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+from tests.conftest import ApiClient
 
 PHONE = "+60123456789"
 
@@ -21,17 +22,7 @@ PHONE = "+60123456789"
 def api(client, session, catalogue):
     _key, plain = create_api_key(session, "crm-sync")
     session.commit()
-
-    class Api:
-        headers = {"Authorization": f"Bearer {plain}"}
-
-        def __getattr__(self, method):
-            def call(path, **kwargs):
-                headers = {**self.headers, **kwargs.pop("headers", {})}
-                return getattr(client, method)(f"/api/v1{path}", headers=headers, **kwargs)
-            return call
-
-    return Api()
+    return ApiClient(client, plain)
 
 
 def problem(response, status: int, pointer: str | None = None) -> dict:

@@ -21,6 +21,7 @@ from app.subscribers.models import Subscriber
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 from app.webhooks.services import WebhookSettings, create_endpoint
 from app.webhooks.worker import Worker
+from tests.conftest import ApiClient
 from tests.webhook_receiver import Receiver
 
 PREFCENTER = ROOT / ".venv" / "bin" / "prefcenter"
@@ -38,17 +39,7 @@ def app_config():
 def api(client, session, catalogue):
     _key, plain = create_api_key(session, "crm")
     session.commit()
-
-    class Api:
-        headers = {"Authorization": f"Bearer {plain}"}
-
-        def __getattr__(self, method):
-            def call(path, **kwargs):
-                return getattr(client, method)(f"/api/v1/webhook-endpoints{path}",
-                                               headers=self.headers, **kwargs)
-            return call
-
-    return Api()
+    return ApiClient(client, plain, "/webhook-endpoints")
 
 
 PRIVATE_URLS = [

@@ -14,11 +14,9 @@ from app.admin.services import create_admin
 from app.api.auth import create_api_key
 from app.links.services import MAX_TOKEN_LENGTH
 from app.subscribers.models import Subscriber
-from tests.conftest import csrf_from
+from tests.conftest import FAST_HASH, csrf_from
 
 PASSWORD = "correct horse battery staple"
-FAST_HASH = {"ADMIN_ARGON2_TIME_COST": 1, "ADMIN_ARGON2_MEMORY_COST": 64,
-             "ADMIN_ARGON2_PARALLELISM": 1}
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from app.api.auth import create_api_key
 from app.events.models import Event
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
+from tests.conftest import ApiClient
 from tests.webhook_receiver import Receiver
 
 
@@ -18,17 +19,7 @@ from tests.webhook_receiver import Receiver
 def api(client, session, catalogue):
     _key, plain = create_api_key(session, "crm")
     session.commit()
-
-    class Api:
-        headers = {"Authorization": f"Bearer {plain}"}
-
-        def __getattr__(self, method):
-            def call(path, **kwargs):
-                return getattr(client, method)(f"/api/v1/webhook-endpoints{path}",
-                                               headers=self.headers, **kwargs)
-            return call
-
-    return Api()
+    return ApiClient(client, plain, "/webhook-endpoints")
 
 
 def problem(response, status: int, part: str = "") -> dict:

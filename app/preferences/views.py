@@ -50,7 +50,7 @@ from app.preferences.services import (
     parse_form,
 )
 from app.subscribers.export import export_in
-from app.subscribers.labels import REASON_LABELS
+from app.subscribers.labels import FREQUENCY_LABELS, REASON_LABELS
 from app.subscribers.reading import PageSubscriber
 from app.subscribers.services import (
     MAX_REASON_TEXT,
@@ -70,14 +70,6 @@ from app.subscribers.services import (
 from app.topics.catalogue import Catalogue, catalogue_at, get_catalogue
 
 bp = Blueprint("preferences", __name__)
-
-FREQUENCY_LABELS = {
-    "daily": _l("Daily"),
-    "weekly": _l("Weekly"),
-    "biweekly": _l("Every two weeks"),
-    "monthly": _l("Monthly"),
-    "quarterly": _l("Every three months"),
-}
 
 CHANNEL_LABELS = {"email": _l("By email"), "sms": _l("By SMS")}
 CHANNEL_NAMES = {"email": _l("Email"), "sms": _l("SMS")}
