@@ -110,7 +110,12 @@ def page_limit(view):
     def limited(*args, **kwargs):
         app = current_app._get_current_object()
         if app.config.get("RATELIMIT_ENABLED", True):
-            _count_page_view(app, request.endpoint, get_remote_address())
+            try:
+                _count_page_view(app, request.endpoint, get_remote_address())
+            except TooManyRequests:
+                raise
+            except Exception:  # the storage's own client errors: let it through, as above
+                app.logger.exception("rate limit storage failed; request let through")
         return view(*args, **kwargs)
 
     _counted_here.add(limited)
