@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.db import iso_z, utcnow
 from app.events.models import Event
-from app.events.services import record_event, seal
+from app.events.services import pending_event, record_event, seal, seal_pending
+from app.subscribers.drafts import Draft, DraftSubscription
 from app.subscribers.models import EspEvent, Subscriber, Subscription, Suppression
 from app.topics.models import CHANNELS, FREQUENCIES, Role, Topic
 
@@ -208,19 +209,50 @@ def create_subscriber(session: Session, *, email: str, external_id: str | None =
                             created_at=now, updated_at=now, version=1)
     session.add(subscriber)
     for rt in role_topics(role):
-        subscriber.subscriptions.append(new_subscription(rt.topic, rt.default_subscribed, now))
+        add_subscription(subscriber, rt.topic, rt.default_subscribed, now)
     session.flush()
-    event = record_event(session, subscriber, type="subscriber.created", action="created",
-                         source=context.source, actor=context.actor, after=email,
-                         token_id=context.token_id, campaign=context.campaign)
+    event = record_event(session, subscriber, **_created(email, context))
     seal(session, subscriber, [event], snapshot(subscriber))
     return subscriber, [event]
+
+
+def new_draft(*, email: str, external_id: str | None, locale: str, role: Role | None,
+              suppressed: bool, context: Context) -> Draft:
+    """:func:`create_subscriber` as a :class:`Draft`, written later with others by
+    :func:`app.subscribers.drafts.write` (``suppressed``: whether :func:`is_suppressed`)."""
+    now = utcnow()
+    draft = Draft(email=email, external_id=external_id, locale=locale, role=role,
+                  unsubscribed_all=suppressed, now=now)
+    for rt in role_topics(role):
+        add_subscription(draft, rt.topic, rt.default_subscribed, now)
+    event = pending_event(draft, **_created(email, context))
+    seal_pending([event], snapshot(draft))
+    draft.events.append(event)
+    return draft
+
+
+def _created(email: str, context: Context) -> dict:
+    return {"type": "subscriber.created", "action": "created", "source": context.source,
+            "actor": context.actor, "after": email, "token_id": context.token_id,
+            "campaign": context.campaign}
 
 
 def new_subscription(topic: Topic, subscribed: bool, now: dt.datetime) -> Subscription:
     sub = Subscription(topic=topic, subscribed=subscribed, frequency=topic.default_frequency,
                        updated_at=now)
     sub.channels = default_channels(topic)
+    return sub
+
+
+def add_subscription(subscriber, topic: Topic, subscribed: bool, now: dt.datetime):
+    """Append a new subscription of ``topic`` (its defaults) to a subscriber or a draft."""
+    if isinstance(subscriber, Draft):
+        sub = DraftSubscription(topic=topic, subscribed=subscribed,
+                                frequency=topic.default_frequency, updated_at=now)
+        sub.channels = default_channels(topic)
+    else:
+        sub = new_subscription(topic, subscribed, now)
+    subscriber.subscriptions.append(sub)
     return sub
 
 
@@ -266,6 +298,9 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
     see :func:`normalise_phone`) and ``paused_until`` are left alone when
     :data:`KEEP`, removed when None. Removing the phone stops SMS for every
     topic at once (one ``topic.channels`` event per topic it stops).
+
+    ``subscriber`` may be a :class:`Draft`: the same rule, its events kept on the draft
+    (sealed) for :func:`app.subscribers.drafts.write` instead of flushed.
     """
     topics = topics or {}
     allowed = marketing_topics(session) if allowed is None else allowed
@@ -279,9 +314,13 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
            "campaign": context.campaign, "reason": context.reason}
     now = utcnow()
 
+    draft = isinstance(subscriber, Draft)
+
     def log(type_, action, topic=None, before=None, after=None):
-        events.append(record_event(session, subscriber, type=type_, action=action,
-                                   topic=topic, before=before, after=after, **ctx))
+        values = {"type": type_, "action": action, "topic": topic, "before": before,
+                  "after": after, **ctx}
+        events.append(pending_event(subscriber, **values) if draft
+                      else record_event(session, subscriber, **values))
 
     if email is not None and email != subscriber.email:
         log("subscriber.updated", "email.changed", before=subscriber.email, after=email)
@@ -300,8 +339,7 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
         subscriber.role = role
         for rt in role_topics(role):
             if subscriber.subscription(rt.topic_id) is None:
-                subscriber.subscriptions.append(
-                    new_subscription(rt.topic, rt.default_subscribed, now))
+                add_subscription(subscriber, rt.topic, rt.default_subscribed, now)
     if new_phone != subscriber.phone:
         log("subscriber.updated", "phone", before=subscriber.phone, after=new_phone)
         subscriber.phone = new_phone
@@ -309,8 +347,7 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
         topic = allowed[slug]
         sub = subscriber.subscription(topic.id)
         if sub is None:
-            sub = new_subscription(topic, False, now)
-            subscriber.subscriptions.append(sub)
+            sub = add_subscription(subscriber, topic, False, now)
         if choice.subscribed is not None and choice.subscribed != sub.subscribed:
             if choice.subscribed:
                 log("subscriber.updated", "topic.subscribed", slug, False, True)
@@ -356,8 +393,12 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
     if events:
         subscriber.version += 1
         subscriber.updated_at = now
-        session.flush()
-        seal(session, subscriber, events, snapshot(subscriber))
+        if draft:
+            seal_pending(events, snapshot(subscriber))
+            subscriber.events += events
+        else:
+            session.flush()
+            seal(session, subscriber, events, snapshot(subscriber))
     return events
 
 
