@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import JsonText, insert_rows, utcnow
 from app.events.models import Event
 from app.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -48,8 +49,17 @@ class PendingEvent:
     campaign: str | None = None
     reason: str | None = None
     version: int = 0
-    payload: dict | None = None
+    payload: JsonText | None = None
     created_at: object = None
+
+
+EVENT_COLUMNS = ["subscriber_id", "type", "action", "topic", "before", "after", "source",
+                 "actor", "token_id", "campaign", "reason", "version", "payload", "created_at"]
+DELIVERY_COLUMNS = ["endpoint_id", "event_id", "subscriber_id", "next_attempt_at", "status",
+                    "attempts", "created_at"]
+
+
+NULL = JsonText("null")  # what the ORM writes for an event's missing before or after
 
 
 def pending_event(subscriber, *, type: str, action: str, source: str, topic: str | None = None,
@@ -83,12 +93,22 @@ def payload_of(snapshot: dict, change: dict, source: str) -> dict:
     return {"subscriber": snapshot, "changes": [change], "source": source}
 
 
+def payload_text(snapshot_text: str, change: dict, source: str) -> JsonText:
+    """:func:`payload_of` as JSON text, around the snapshot serialised once for every
+    change it carries (the same text ``json.dumps(payload_of(...))`` gives)."""
+    return JsonText(f'{{"subscriber": {snapshot_text}, "changes": [{json.dumps(change)}], '
+                    f'"source": {json.dumps(source)}}}')
+
+
 def seal_pending(events: list[PendingEvent], snapshot: dict) -> None:
     """:func:`seal` for pending events: their payloads; the outbox rows come with
     :func:`write_events`."""
+    if not events:
+        return
+    text = json.dumps(snapshot)
     for event in events:
         event.version = snapshot.get("version", event.version)
-        event.payload = payload_of(snapshot, change_of(event), event.source)
+        event.payload = payload_text(text, change_of(event), event.source)
 
 
 def write_events(session: Session, events: list[PendingEvent]) -> None:
@@ -99,23 +119,19 @@ def write_events(session: Session, events: list[PendingEvent]) -> None:
     endpoints = session.scalars(
         select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))
     ).all()
-    rows = [{"subscriber_id": e.subscriber.id, "type": e.type, "action": e.action,
-             "topic": e.topic, "before": e.before, "after": e.after, "source": e.source,
-             "actor": e.actor, "token_id": e.token_id, "campaign": e.campaign,
-             "reason": e.reason, "version": e.version, "payload": e.payload,
-             "created_at": e.created_at} for e in events]
+    rows = [(e.subscriber.id, e.type, e.action, e.topic, NULL if e.before is None else e.before,
+             NULL if e.after is None else e.after, e.source, e.actor,
+             e.token_id, e.campaign, e.reason, e.version, e.payload, e.created_at)
+            for e in events]
     connection = session.connection()
     wanted = [[endpoint.id for endpoint in endpoints if endpoint.wants(e.type, e.source)]
-              for e in events]
-    if not any(wanted):
-        connection.execute(insert(Event.__table__), rows)
+              for e in events] if endpoints else None
+    if not wanted or not any(wanted):
+        insert_rows(connection, Event.__table__, EVENT_COLUMNS, rows)
         return
-    ids = connection.execute(
-        insert(Event.__table__).returning(Event.__table__.c.id, sort_by_parameter_order=True),
-        rows).scalars().all()
-    connection.execute(insert(WebhookDelivery.__table__), [
-        {"endpoint_id": endpoint_id, "event_id": event_id, "subscriber_id": e.subscriber.id,
-         "next_attempt_at": e.created_at, "status": "pending", "attempts": 0}
+    ids = insert_rows(connection, Event.__table__, EVENT_COLUMNS, rows, ids=True)
+    insert_rows(connection, WebhookDelivery.__table__, DELIVERY_COLUMNS, [
+        (endpoint_id, event_id, e.subscriber.id, e.created_at, "pending", 0, e.created_at)
         for e, event_id, targets in zip(events, ids, wanted, strict=True)
         for endpoint_id in targets])
 

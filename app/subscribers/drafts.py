@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import insert_rows, update_rows
 from app.events.services import write_events
 from app.subscribers.models import Subscriber, Subscription, channels_of, new_public_id
 from app.topics.models import Role, Topic
@@ -24,6 +25,9 @@ SUBSCRIPTIONS = Subscription.__table__
 # The columns a draft holds (and writes back when it changed).
 FIELDS = ("external_id", "email", "locale", "role_id", "unsubscribed_all", "phone",
           "paused_until", "undeliverable_at", "soft_bounces", "version", "updated_at")
+# channels_of for each (by_email, by_sms).
+CHANNEL_LISTS = {(e, s): tuple(channels_of(by_email=e, by_sms=s))
+                 for e in (False, True) for s in (False, True)}
 SUBSCRIPTION_FIELDS = ("subscribed", "frequency", "by_email", "by_sms", "updated_at")
 
 
@@ -54,7 +58,7 @@ class DraftSubscription:
 
     @property
     def channels(self) -> list[str]:
-        return channels_of(by_email=self.by_email, by_sms=self.by_sms)
+        return list(CHANNEL_LISTS[self.by_email, self.by_sms])
 
     @channels.setter
     def channels(self, chosen) -> None:
@@ -146,39 +150,27 @@ def write(session: Session, drafts: list[Draft]) -> None:
     """
     connection = session.connection()
     new = [d for d in drafts if d.id is None]
-    if new:
-        ids = connection.execute(
-            insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id, sort_by_parameter_order=True),
-            [{"public_id": d.public_id, "created_at": d.created_at, "link_epoch": 0,
-              **dict(zip(FIELDS, d.row(), strict=True))} for d in new]).scalars().all()
-        for draft, id_ in zip(new, ids, strict=True):
-            draft.id = id_
-    changed = [d for d in drafts if d.stored is not None and d.row() != d.stored]
-    if changed:
-        connection.execute(
-            update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("draft_id")),
-            [{"draft_id": d.id, **dict(zip(FIELDS, d.row(), strict=True))} for d in changed])
+    ids = insert_rows(connection, SUBSCRIBERS, ["public_id", "created_at", "link_epoch", *FIELDS],
+                      [(d.public_id, d.created_at, 0, *d.row()) for d in new], ids=True)
+    for draft, id_ in zip(new, ids, strict=True):
+        draft.id = id_
+    update_rows(connection, SUBSCRIBERS, ["id"], list(FIELDS),
+                [(*row, d.id) for d in drafts if d.stored is not None
+                 and (row := d.row()) != d.stored])
     inserts, updates = [], []
     for draft in drafts:
         for sub in draft.subscriptions:
             values = sub.row()
             if sub.stored is None:
-                inserts.append({"subscriber_id": draft.id, "topic_id": sub.topic_id,
-                                **dict(zip(SUBSCRIPTION_FIELDS, values, strict=True))})
+                inserts.append((draft.id, sub.topic_id, *values))
             elif values != sub.stored:
-                updates.append({"sub_id": draft.id, "sub_topic": sub.topic_id,
-                                **dict(zip(SUBSCRIPTION_FIELDS, values, strict=True))})
+                updates.append((*values, draft.id, sub.topic_id))
             sub.stored = values
-    if inserts:
-        connection.execute(insert(SUBSCRIPTIONS), inserts)
-    if updates:
-        connection.execute(
-            update(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.subscriber_id == bindparam("sub_id"),
-                                        SUBSCRIPTIONS.c.topic_id == bindparam("sub_topic")),
-            updates)
-    events = [e for d in drafts for e in d.events]
-    write_events(session, events)
+    insert_rows(connection, SUBSCRIPTIONS, ["subscriber_id", "topic_id", *SUBSCRIPTION_FIELDS],
+                inserts)
+    update_rows(connection, SUBSCRIPTIONS, ["subscriber_id", "topic_id"],
+                list(SUBSCRIPTION_FIELDS), updates)
+    write_events(session, [e for d in drafts for e in d.events])
     for draft in drafts:
         draft.stored = draft.row()
         draft.events = []
-
