@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -10,7 +11,21 @@ from contextlib import suppress
 from typing import Annotated, TypeVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    DateTime,
+    MetaData,
+    String,
+    TypeDecorator,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
@@ -305,14 +320,27 @@ def _skip_none(process):
 def insert_rows(connection, table, columns: list[str], rows: list, *, ids: bool = False,
                 piece: int = 500) -> list[int]:
     """INSERT ``rows`` (sequences in ``columns`` order) into ``table``: one ``executemany``
-    (no statement compiled per row). With ``ids``, multi-row ``VALUES … RETURNING id`` of
-    ``piece`` rows at a time instead, and the new ids in the rows' order: the table's id
+    (no statement compiled per row), a ``COPY`` on PostgreSQL. With ``ids``, multi-row
+    ``VALUES … RETURNING id`` of ``piece`` rows at a time instead, and the new ids in the
+    rows' order: the table's id
     is an autoincrementing integer, and the ids one statement takes follow its rows (the
     order SQLAlchemy's own bulk insert relies on for both databases)."""
     if not rows:
         return []
     placeholders, convert = _writer(connection, table, columns)
     names = ", ".join(columns)
+    if not ids and connection.dialect.name == "postgresql":
+        # COPY: one stream, where an executemany is still a message per row.
+        sql = f"COPY {table.name} ({names}) FROM STDIN"
+        driver = connection.dialect.loaded_dbapi
+        try:
+            with connection.connection.driver_connection.cursor() as cursor:  # noqa: SIM117
+                with cursor.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(convert(row))
+        except driver.Error as exc:  # as SQLAlchemy raises it (an IntegrityError...)
+            raise DBAPIError.instance(sql, None, exc, driver.Error) from exc
+        return []
     if not ids:
         connection.exec_driver_sql(
             f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(placeholders)})",
@@ -339,3 +367,15 @@ def update_rows(connection, table, keys: list[str], columns: list[str], rows: li
                          zip(keys, placeholders[len(columns):], strict=True))
     connection.exec_driver_sql(f"UPDATE {table.name} SET {sets} WHERE {where}",
                                [convert(row) for row in rows])
+
+
+def one_of(dialect_name: str, column, values: list):
+    """``column IN values`` as one parameter, whatever the number of values: an array on
+    PostgreSQL, a JSON list on SQLite (thousands of placeholders cost more to send and
+    parse than the lookup)."""
+    if dialect_name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    if dialect_name == "sqlite":
+        return column.in_(select(literal_column("value")).select_from(
+            func.json_each(json.dumps(list(values)))))
+    return column.in_(list(values))

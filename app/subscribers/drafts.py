@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import insert_rows, update_rows
+from app.db import insert_rows, one_of, update_rows
 from app.events.services import write_events
 from app.subscribers.models import Subscriber, Subscription, channels_of, new_public_id
 from app.topics.models import Role, Topic
@@ -117,8 +117,10 @@ def load(session: Session, *, external_ids: Iterable[str] = (), emails: Iterable
     if not external_ids and not emails:
         return []
     columns = [SUBSCRIBERS.c.id, SUBSCRIBERS.c.public_id, *(SUBSCRIBERS.c[f] for f in FIELDS)]
+    dialect = session.get_bind().dialect.name
     query = select(*columns).where(SUBSCRIBERS.c.erased_at.is_(None)).where(
-        SUBSCRIBERS.c.external_id.in_(external_ids) | SUBSCRIBERS.c.email.in_(emails))
+        one_of(dialect, SUBSCRIBERS.c.external_id, external_ids)
+        | one_of(dialect, SUBSCRIBERS.c.email, emails))
     if for_update:
         query = query.with_for_update()
     drafts = {}
@@ -131,7 +133,7 @@ def load(session: Session, *, external_ids: Iterable[str] = (), emails: Iterable
         found = session.execute(
             select(SUBSCRIPTIONS.c.subscriber_id, SUBSCRIPTIONS.c.topic_id,
                    *(SUBSCRIPTIONS.c[f] for f in SUBSCRIPTION_FIELDS))
-            .where(SUBSCRIPTIONS.c.subscriber_id.in_(list(drafts)))
+            .where(one_of(dialect, SUBSCRIPTIONS.c.subscriber_id, list(drafts)))
             .order_by(SUBSCRIPTIONS.c.subscriber_id, SUBSCRIPTIONS.c.topic_id))
         for row in found:
             sub = DraftSubscription(topic=topics[row.topic_id], subscribed=row.subscribed,
@@ -149,11 +151,15 @@ def write(session: Session, drafts: list[Draft]) -> None:
     ``UPDATE``; subscriptions: one ``executemany`` each of inserts and updates.
     """
     connection = session.connection()
+    dialect = connection.dialect.name
     new = [d for d in drafts if d.id is None]
-    ids = insert_rows(connection, SUBSCRIBERS, ["public_id", "created_at", "link_epoch", *FIELDS],
-                      [(d.public_id, d.created_at, 0, *d.row()) for d in new], ids=True)
-    for draft, id_ in zip(new, ids, strict=True):
-        draft.id = id_
+    insert_rows(connection, SUBSCRIBERS, ["public_id", "created_at", "link_epoch", *FIELDS],
+                [(d.public_id, d.created_at, 0, *d.row()) for d in new])
+    if new:  # their ids, by the public ids they were given
+        ids = dict(session.execute(select(SUBSCRIBERS.c.public_id, SUBSCRIBERS.c.id).where(
+            one_of(dialect, SUBSCRIBERS.c.public_id, [d.public_id for d in new]))).all())
+        for draft in new:
+            draft.id = ids[draft.public_id]
     update_rows(connection, SUBSCRIBERS, ["id"], list(FIELDS),
                 [(*row, d.id) for d in drafts if d.stored is not None
                  and (row := d.row()) != d.stored])
