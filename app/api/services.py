@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import BigInteger, Text, func, literal, select, tuple_, union_all
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, defaultload, joinedload, lazyload
 
 from app.api.errors import ApiProblem
 from app.db import iso_z, utcnow
@@ -144,7 +144,17 @@ def _role(session: Session, slug: str) -> Role:
 
 def _with_state():
     """Subscribers with their role and subscriptions (and topics) in one statement."""
-    return select(Subscriber).options(joinedload(Subscriber.subscriptions))
+    role = defaultload(Subscriber.role)
+    topic = defaultload(Subscriber.subscriptions).defaultload(Subscription.topic)
+    return select(Subscriber).options(
+        joinedload(Subscriber.subscriptions), role.lazyload(Role.translations),
+        role.lazyload(Role.role_topics), topic.lazyload(Topic.translations))
+
+
+# The rules read the catalogue's slugs, kinds, frequencies and channels: its translations
+# (and a role's topics, needed only to create) load if used, not each a statement more.
+TOPICS_ONLY = (lazyload(Topic.translations),)
+ROLES_ONLY = (lazyload(Role.translations), lazyload(Role.role_topics))
 
 
 def unchanged(subscriber: Subscriber | None, data: SubscriberInput, *,
@@ -261,9 +271,10 @@ def upsert_chunk(session: Session, items: list[tuple[str, SubscriberInput | ApiP
 
 def _upsert_chunk(session: Session, items, *, context: Context, default_role: str | None,
                   default_locale: str, now: dt.datetime) -> list[Outcome]:
-    topics = {t.id: t for t in session.scalars(select(Topic))}
+    topics = {t.id: t for t in session.scalars(select(Topic).options(*TOPICS_ONLY))}
     allowed = marketing_topics(session)
-    roles = {r.id: r for r in session.scalars(select(Role).order_by(Role.position))}
+    roles = {r.id: r for r in session.scalars(select(Role).options(*ROLES_ONLY)
+                                                .order_by(Role.position))}
     roles_by_slug = {r.slug: r for r in roles.values()}
     parsed = []
     for external_id, data in items:
