@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    DateTime,
+    MetaData,
+    String,
+    TypeDecorator,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
@@ -222,3 +237,147 @@ def write_session(db: Database) -> Session:
     if db.is_sqlite:
         session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
     return session
+
+
+# --- writing many rows -----------------------------------------------------------------
+
+
+class JsonText(str):
+    """A value already serialised as JSON, for a JSON column of :func:`insert_rows`."""
+
+    __slots__ = ()
+
+
+def _writer(connection, table, columns):
+    """``(placeholders, convert)`` for ``columns`` of ``table`` on this connection: the
+    driver's placeholder for each column (a JSON column on PostgreSQL is cast) and a
+    function turning a row of Python values into the driver's values, through each
+    column type's own bind processor (what SQLAlchemy does per statement, done once)."""
+    dialect = connection.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    placeholders, processors = [], []
+    for name in columns:
+        column = table.c[name]
+        is_json = isinstance(column.type, JSON)
+        placeholders.append(f"CAST({mark} AS JSON)" if is_json and dialect.name ==
+                            "postgresql" else mark)
+        # Booleans, numbers and strings go to both drivers as they are.
+        process = (column.type._cached_bind_processor(dialect)
+                   if is_json or isinstance(column.type, TypeDecorator) else None)
+        if is_json:
+            process = _json_processor(process)
+        elif process is not None:
+            process = _skip_none(process)
+            if isinstance(column.type, UTCDateTime):
+                process = _remembered(process)
+        processors.append(process)
+    pairs = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def convert(row):
+        if not pairs:
+            return tuple(row)
+        row = list(row)
+        for i, process in pairs:
+            row[i] = process(row[i])
+        return tuple(row)
+
+    return placeholders, convert
+
+
+def _json_processor(process):
+    """The JSON type's processor (None becomes JSON null, as the ORM writes it), except for
+    :class:`JsonText`, sent as it is."""
+    if process is None:
+        return None
+
+    def json_value(value):
+        if isinstance(value, JsonText):
+            return value
+        return process(value)
+
+    return json_value
+
+
+def _remembered(process):
+    """A timestamp processor that converts each distinct time once (a chunk's rows share
+    a few)."""
+    done = {}
+
+    def converted(value):
+        found = done.get(value)
+        if found is None:
+            found = done[value] = process(value)
+        return found
+
+    return converted
+
+
+def _skip_none(process):
+    def value_or_none(value):
+        return None if value is None else process(value)
+
+    return value_or_none
+
+
+def insert_rows(connection, table, columns: list[str], rows: list, *, ids: bool = False,
+                piece: int = 500) -> list[int]:
+    """INSERT ``rows`` (sequences in ``columns`` order) into ``table``: one ``executemany``
+    (no statement compiled per row), a ``COPY`` on PostgreSQL. With ``ids``, multi-row
+    ``VALUES … RETURNING id`` of ``piece`` rows at a time instead, and the new ids in the
+    rows' order: the table's id
+    is an autoincrementing integer, and the ids one statement takes follow its rows (the
+    order SQLAlchemy's own bulk insert relies on for both databases)."""
+    if not rows:
+        return []
+    placeholders, convert = _writer(connection, table, columns)
+    names = ", ".join(columns)
+    if not ids and connection.dialect.name == "postgresql":
+        # COPY: one stream, where an executemany is still a message per row.
+        sql = f"COPY {table.name} ({names}) FROM STDIN"
+        driver = connection.dialect.loaded_dbapi
+        try:
+            with connection.connection.driver_connection.cursor() as cursor:  # noqa: SIM117
+                with cursor.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(convert(row))
+        except driver.Error as exc:  # as SQLAlchemy raises it (an IntegrityError...)
+            raise DBAPIError.instance(sql, None, exc, driver.Error) from exc
+        return []
+    if not ids:
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({names}) VALUES ({', '.join(placeholders)})",
+            [convert(row) for row in rows])
+        return []
+    one = f"({', '.join(placeholders)})"
+    found = []
+    for start in range(0, len(rows), piece):
+        part = rows[start:start + piece]
+        found += sorted(connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({names}) VALUES {', '.join([one] * len(part))} "
+            "RETURNING id", tuple(value for row in part for value in convert(row))).scalars())
+    return found
+
+
+def update_rows(connection, table, keys: list[str], columns: list[str], rows: list) -> None:
+    """UPDATE ``table`` SET ``columns`` WHERE ``keys``, one ``executemany``: each row holds
+    the values of ``columns`` then of ``keys``."""
+    if not rows:
+        return
+    placeholders, convert = _writer(connection, table, [*columns, *keys])
+    sets = ", ".join(f"{c} = {p}" for c, p in zip(columns, placeholders, strict=False))
+    where = " AND ".join(f"{k} = {p}" for k, p in
+                         zip(keys, placeholders[len(columns):], strict=True))
+    connection.exec_driver_sql(f"UPDATE {table.name} SET {sets} WHERE {where}",
+                               [convert(row) for row in rows])
+
+
+def one_of(dialect_name: str, column, values: list):
+    """``column IN values`` as one parameter, whatever the number of values: an array on
+    PostgreSQL, a JSON list on SQLite (thousands of placeholders cost more to send and
+    parse than the lookup)."""
+    if dialect_name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    if dialect_name == "sqlite":
+        return column.in_(select(literal_column("value")).select_from(
+            func.json_each(json.dumps(list(values)))))
+    return column.in_(list(values))

@@ -84,20 +84,21 @@ def write_csv(path: Path, rows: int, prefix: str) -> None:
                              "false"])
 
 
-def run_import(url: str, path: Path) -> tuple[float, int, str]:
+def run_import(url: str, path: Path) -> tuple[float, int, float, str]:
     code = ("import resource, sys\nfrom app.cli import main\n"
             f"sys.argv = ['prefcenter', 'subscribers', 'import', {str(path)!r}]\n"
             "try:\n    main()\nfinally:\n"
-            "    print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+            "    print('maxrss', usage.ru_maxrss, usage.ru_utime + usage.ru_stime, "
             "file=sys.stderr)\n")
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], env=env_for(url), cwd=ROOT,
                           capture_output=True, text=True, check=False)
     took = time.perf_counter() - started
-    rss = next(int(line.split()[1]) for line in done.stderr.splitlines()
-               if line.startswith("maxrss"))
+    _, rss, cpu = next(line.split() for line in done.stderr.splitlines()
+                       if line.startswith("maxrss"))
     summary = [line for line in done.stderr.splitlines() if " rows: " in line]
-    return took, rss, summary[-1] if summary else done.stderr[-500:]
+    return took, int(rss), float(cpu), summary[-1] if summary else done.stderr[-500:]
 
 
 def free_port() -> int:
@@ -184,9 +185,11 @@ def main() -> None:
     small, large = tmp / "small.csv", tmp / "large.csv"
     write_csv(small, max(args.rows // 10, 1), "s")
     write_csv(large, args.rows, "l")
-    small_took, small_rss, _ = run_import(url, small)
-    took, rss, summary = run_import(url, large)
+    small_took, small_rss, _cpu, _ = run_import(url, small)
+    took, rss, cpu, summary = run_import(url, large)
+    # CPU seconds of the import process itself (its share of a loaded machine aside).
     print(f"import   {args.rows:>9,} rows  {took:8.1f} s  {args.rows / took:8.0f} rows/s  "
+          f"CPU {cpu:.1f} s ({args.rows / cpu:.0f} rows per CPU second)  "
           f"peak RSS {rss / 1024:.0f} MiB (a tenth of the rows: {small_rss / 1024:.0f} MiB, "
           f"{small_took:.1f} s)   [{summary}]")
 

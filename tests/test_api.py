@@ -496,15 +496,15 @@ def test_a_create_that_lost_the_race_before_its_address_check_becomes_an_update(
 
     assert api.put("/subscribers/race-2", json={"email": "race2@example.com"}).status_code == 201
     first_read = []
-    real = services.by_external_id
+    real = services.load_drafts
 
-    def not_yet_committed(session_, external_id, **kwargs):
+    def not_yet_committed(session_, **kwargs):
         if not first_read:
-            first_read.append(external_id)
-            return None  # as seen before the other request committed
-        return real(session_, external_id, **kwargs)
+            first_read.extend(kwargs["external_ids"])
+            return []  # as seen before the other request committed
+        return real(session_, **kwargs)
 
-    monkeypatch.setattr(services, "by_external_id", not_yet_committed)
+    monkeypatch.setattr(services, "load_drafts", not_yet_committed)
     response = api.put("/subscribers/race-2", json={
         "email": "race2@example.com", "topics": {"alerts": {"subscribed": True}}})
     assert response.status_code == 200, response.get_data(as_text=True)

@@ -12,14 +12,17 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import BigInteger, Text, func, literal, select, tuple_, union_all
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, defaultload, joinedload, lazyload
 
 from app.api.errors import ApiProblem
 from app.db import iso_z, utcnow
 from app.events.models import Event, EventCommit
 from app.links.minting import LinkRequest, LinkTooLong, link_error, link_targets, link_topics
 from app.links.services import links_for
-from app.subscribers.models import Subscriber, Subscription, Suppression
+from app.subscribers.drafts import Draft
+from app.subscribers.drafts import load as load_drafts
+from app.subscribers.drafts import write as write_drafts
+from app.subscribers.models import Subscriber, Subscription, Suppression, address_key
 from app.subscribers.recipients import (
     BATCH,
     eligible,
@@ -39,12 +42,10 @@ from app.subscribers.services import (
     UnknownChannel,
     UnknownFrequency,
     UnknownTopic,
-    by_address,
-    by_external_id,
     change,
-    create_subscriber,
     email_hash,
     marketing_topics,
+    new_draft,
     normalise_email,
     normalise_phone,
     snapshot,
@@ -135,17 +136,19 @@ def _check_topics(choices: dict[str, TopicChoice], allowed: dict[str, Topic], *,
                           "request or before).") from exc
 
 
-def _role(session: Session, slug: str) -> Role:
-    role = session.scalar(select(Role).where(Role.slug == slug))
-    if role is None:
-        known = session.scalars(select(Role.slug).order_by(Role.position)).all()
-        raise invalid("/role", f"Unknown role {slug!r}; roles: {', '.join(known) or 'none'}.")
-    return role
-
-
 def _with_state():
     """Subscribers with their role and subscriptions (and topics) in one statement."""
-    return select(Subscriber).options(joinedload(Subscriber.subscriptions))
+    role = defaultload(Subscriber.role)
+    topic = defaultload(Subscriber.subscriptions).defaultload(Subscription.topic)
+    return select(Subscriber).options(
+        joinedload(Subscriber.subscriptions), role.lazyload(Role.translations),
+        role.lazyload(Role.role_topics), topic.lazyload(Topic.translations))
+
+
+# The rules read the catalogue's slugs, kinds, frequencies and channels: its translations
+# (and a role's topics, needed only to create) load if used, not each a statement more.
+TOPICS_ONLY = (lazyload(Topic.translations),)
+ROLES_ONLY = (lazyload(Role.translations), lazyload(Role.role_topics))
 
 
 def unchanged(subscriber: Subscriber | None, data: SubscriberInput, *,
@@ -155,7 +158,7 @@ def unchanged(subscriber: Subscriber | None, data: SubscriberInput, *,
     Decided on the loaded subscriber alone (its role and subscriptions, and whether its
     address is suppressed, when that matters; ``None``: not known), so an unchanged
     upsert costs one read; anything else, or anything it cannot tell, goes to
-    :func:`upsert_subscriber`, which applies the rules.
+    :func:`upsert_chunk`, which applies the rules.
     """
     if subscriber is None or data.phone is not KEEP or data.paused_until is not KEEP:
         return False
@@ -205,78 +208,172 @@ def unchanged_snapshot(session: Session, external_id: str, data: SubscriberInput
     return found
 
 
-def upsert_subscriber(session: Session, external_id: str, data: SubscriberInput, *,
-                      context: Context, default_role: str | None,
-                      now: dt.datetime) -> tuple[Subscriber, bool, list[Event]]:
-    """Create or update the subscriber ``external_id``: ``(subscriber, created, events)``.
+@dataclass(slots=True)
+class Outcome:
+    """One item's answer: its status, the refusal (a 409 or 422 problem) or the subscriber."""
 
-    ``data`` comes from a request that passed its schema (:class:`app.api.schemas.
-    SubscriberInput`, through :func:`app.api.schemas.to_input`); the rules that need the
-    database are checked here, all before anything changes (a 422 or 409
-    :class:`ApiProblem`); an update that changes nothing writes no event.
+    external_id: str
+    status: int
+    problem: ApiProblem | None = None
+    subscriber: Draft | None = None
+
+    def answer(self) -> dict:
+        """The batch's item: ``{external_id, status, detail?, errors?}``."""
+        if self.problem is None:
+            return {"external_id": self.external_id, "status": self.status}
+        return _refused(self.external_id, self.problem)
+
+
+CONCURRENT = ("A concurrent request changed this subscriber or its address; retry the "
+              "request.")
+
+
+def upsert_chunk(session: Session, items: list[tuple[str, SubscriberInput | ApiProblem]], *,
+                 context: Context, default_role: str | None,
+                 now: dt.datetime) -> list[Outcome]:
+    """Create or update the subscribers ``(external_id, input)``: one :class:`Outcome`
+    each, in order. The rule of ``PUT`` and of the batch (a ``PUT`` is a chunk of one).
+
+    ``input`` passed its schema (:func:`input_of`; an :class:`ApiProblem` there is
+    answered as it is); the rules that need the database are checked here, each item's
+    before anything of it changes: a refused item (422, 409) changes nothing and leaves
+    the others be; an update that changes nothing writes nothing. Items apply in order
+    (a later item sees an earlier one's subscriber). A chunk costs a few reads and one
+    statement per table written, whatever its size.
+
+    A concurrent writer that got in first (a unique address or external id taken
+    between the read and the write) makes the chunk run again, reading what it wrote; if
+    that fails too, each item runs alone, and an item that still fails is a 409.
     """
-    topics = data.topics or {}
-    subscriber = by_external_id(session, external_id, for_update=True)
-    email = None
-    if data.email is not None:
-        try:
-            email = normalise_email(data.email)
-        except InvalidEmail as exc:
-            raise invalid("/email", f"email is not a valid address: {exc}") from exc
-    role = _role(session, data.role) if data.role is not None else None
-    allowed = marketing_topics(session)
-    current_phone = subscriber.phone if subscriber is not None else None
-    _check_topics(topics, allowed,
-                  has_phone=(current_phone if data.phone is KEEP else data.phone) is not None)
-    if isinstance(data.paused_until, dt.datetime) and data.paused_until <= now and (
-        subscriber is None or data.paused_until != subscriber.paused_until
-    ):
-        raise invalid("/paused_until", "paused_until must be in the future; null resumes now.")
-    if email is not None:
-        other = by_address(session, email)
-        if subscriber is None and other is not None and other.external_id == external_id:
-            # A concurrent request created this very subscriber after our first read (it
-            # found no row to lock): this request becomes an update of it.
-            subscriber = by_external_id(session, external_id, for_update=True)
-        if other is not None and other is not subscriber:
-            raise ApiProblem(409, "Conflict",
-                             f"The address {email} already belongs to the subscriber "
-                             f"with external_id {other.external_id!r}.",
-                             conflicting_external_id=other.external_id)
-    current = subscriber.email if subscriber is not None else None
-    address = email or current
-    try:
-        unsubscribed_all = suppression(session, address, unsubscribed_all=data.unsubscribed_all,
-                                       arriving=email != current)
-    except Suppressed as exc:
-        raise ApiProblem(409, "Conflict", str(exc)) from exc
-    if subscriber is None:
-        if email is None:
-            raise invalid("/email", "email is required to create a subscriber.")
-        if role is None and default_role:
-            role = session.scalar(select(Role).where(Role.slug == default_role))
+    settings = {"context": context, "default_role": default_role, "now": now}
+    for _attempt in range(2):
         try:
             with session.begin_nested():
-                subscriber, events = create_subscriber(
-                    session, email=email, external_id=external_id,
-                    locale=data.locale, role=role, context=context)
-        except IntegrityError as exc:
-            # A concurrent request got there between our read and our insert: if it
-            # created this subscriber, this request becomes an update of it.
-            subscriber = by_external_id(session, external_id, for_update=True)
-            if subscriber is None:
+                return _upsert_chunk(session, items, **settings)
+        except IntegrityError:
+            continue
+    if len(items) == 1:
+        return [Outcome(items[0][0], 409, ApiProblem(409, "Conflict", CONCURRENT))]
+    return [outcome for item in items for outcome in upsert_chunk(session, [item], **settings)]
+
+
+def _upsert_chunk(session: Session, items, *, context: Context, default_role: str | None,
+                  now: dt.datetime) -> list[Outcome]:
+    topics = {t.id: t for t in session.scalars(select(Topic).options(*TOPICS_ONLY))}
+    allowed = marketing_topics(session)
+    roles = {r.id: r for r in session.scalars(select(Role).options(*ROLES_ONLY)
+                                                .order_by(Role.position))}
+    roles_by_slug = {r.slug: r for r in roles.values()}
+    parsed = []
+    for external_id, data in items:
+        email = problem = None
+        if isinstance(data, ApiProblem):
+            problem = data
+        elif data.email is not None:
+            try:
+                email = normalise_email(data.email)
+            except InvalidEmail as exc:
+                problem = invalid("/email", f"email is not a valid address: {exc}")
+        parsed.append((external_id, data, email, problem))
+    found = load_drafts(session, external_ids=[p[0] for p in parsed if p[3] is None],
+                        emails=[p[2] for p in parsed if p[2] is not None],
+                        topics=topics, roles=roles, for_update=True)
+    by_external_id = {d.external_id: d for d in found}
+    owners = {address_key(d.email): d for d in found if d.email}
+    addresses = {email for _e, _d, email, _p in parsed if email} | set(owners)
+    suppressed = set(suppressed_hashes(session, [email_hash(a) for a in addresses])
+                     ) if addresses else set()
+    rules = Rules(session, allowed=allowed, roles=roles_by_slug, suppressed=suppressed,
+                  owners=owners, context=context, default_role=default_role, now=now)
+    outcomes, written = [], {}
+    for external_id, data, email, problem in parsed:
+        if problem is None:
+            try:
+                subscriber, status = rules.upsert(by_external_id.get(external_id), external_id,
+                                                  data, email)
+            except ApiProblem as exc:
+                problem = exc
+            else:
+                by_external_id[external_id] = subscriber
+                if subscriber.events:
+                    written[id(subscriber)] = subscriber
+                outcomes.append(Outcome(external_id, status, subscriber=subscriber))
+                continue
+        outcomes.append(Outcome(external_id, problem.status, problem))
+    write_drafts(session, list(written.values()))
+    return outcomes
+
+
+@dataclass
+class Rules:
+    """The upsert's rules over one chunk's reads (the catalogue, the subscribers holding
+    its external ids and addresses, the suppressed addresses among them)."""
+
+    session: Session
+    allowed: dict[str, Topic]
+    roles: dict[str, Role]
+    suppressed: set[str]  # email_hash of the suppressed addresses among the chunk's
+    owners: dict[str, Draft]  # by address_key
+    context: Context
+    default_role: str | None
+    now: dt.datetime
+
+    def upsert(self, subscriber: Draft | None, external_id: str, data: SubscriberInput,
+               email: str | None) -> tuple[Draft, int]:
+        """``(subscriber, 201 or 200)``, or raises the refusal before changing anything."""
+        current = subscriber.email if subscriber is not None else None
+        if subscriber is not None and unchanged(subscriber, data, suppressed=bool(
+                current and email_hash(current) in self.suppressed)):
+            return subscriber, 200
+        topics = data.topics or {}
+        role = None
+        if data.role is not None:
+            role = self.roles.get(data.role)
+            if role is None:
+                raise invalid("/role", f"Unknown role {data.role!r}; roles: "
+                                       f"{', '.join(self.roles) or 'none'}.")
+        current_phone = subscriber.phone if subscriber is not None else None
+        _check_topics(topics, self.allowed,
+                      has_phone=(current_phone if data.phone is KEEP else data.phone)
+                      is not None)
+        if isinstance(data.paused_until, dt.datetime) and data.paused_until <= self.now and (
+            subscriber is None or data.paused_until != subscriber.paused_until
+        ):
+            raise invalid("/paused_until",
+                          "paused_until must be in the future; null resumes now.")
+        if email is not None:
+            other = self.owners.get(address_key(email))
+            if other is not None and other is not subscriber:
                 raise ApiProblem(409, "Conflict",
-                                 f"The address {email} was just taken by a concurrent "
-                                 "request.") from exc
-        else:
-            events += change(session, subscriber, context=context, topics=topics,
-                             allowed=allowed, unsubscribed_all=unsubscribed_all,
-                             phone=data.phone, paused_until=data.paused_until)
-            return subscriber, True, events
-    events = change(session, subscriber, context=context, topics=topics, allowed=allowed,
-                    unsubscribed_all=unsubscribed_all, locale=data.locale, role=role,
-                    email=email, phone=data.phone, paused_until=data.paused_until)
-    return subscriber, False, events
+                                 f"The address {email} already belongs to the subscriber "
+                                 f"with external_id {other.external_id!r}.",
+                                 conflicting_external_id=other.external_id)
+        try:
+            unsubscribed_all = suppression(
+                self.session, email or current, unsubscribed_all=data.unsubscribed_all,
+                arriving=email != current, suppressed=self.suppressed)
+        except Suppressed as exc:
+            raise ApiProblem(409, "Conflict", str(exc)) from exc
+        changes = {"context": self.context, "topics": topics, "allowed": self.allowed,
+                   "unsubscribed_all": unsubscribed_all, "phone": data.phone,
+                   "paused_until": data.paused_until, "suppressed": self.suppressed}
+        if subscriber is None:
+            if email is None:
+                raise invalid("/email", "email is required to create a subscriber.")
+            if role is None and self.default_role:
+                role = self.roles.get(self.default_role)
+            subscriber = new_draft(self.session, email=email, external_id=external_id,
+                                   locale=data.locale, role=role, context=self.context,
+                                   suppressed=self.suppressed)
+            change(self.session, subscriber, **changes)
+            self.owners[address_key(email)] = subscriber
+            return subscriber, 201
+        change(self.session, subscriber, **changes, locale=data.locale, role=role,
+               email=email)
+        if current is not None and subscriber.email != current:
+            self.owners.pop(address_key(current), None)
+            self.owners[address_key(subscriber.email)] = subscriber
+        return subscriber, 200
 
 
 # --- links -----------------------------------------------------------------------
@@ -484,41 +581,25 @@ def events_page(session: Session, after: Cursor, limit: int) -> dict:
 # --- batch upsert ----------------------------------------------------------------
 
 
-BATCH_READ = 500
+CHUNK = 1000
 
 
 def upsert_batch(session: Session, items, *, context: Context, default_role: str | None,
                  now: dt.datetime) -> list[dict]:
-    """Upsert each item by :func:`upsert_subscriber`'s rules; one result per item, in order.
-
-    Items are independent: one refused (409, 422) changes nothing of its own and leaves
-    the others be. Subscribers are read in chunks first, so an unchanged item costs no
-    statement of its own. The whole batch commits once at the end (a failure of the
-    database itself rolls everything back and raises).
-    """
+    """Upsert each batch item by :func:`upsert_chunk`, ``CHUNK`` at a time; one answer per
+    item, in order. The whole batch commits once at the end (a failure of the database
+    itself rolls everything back and raises)."""
     results = []
     try:
-        for start in range(0, len(items), BATCH_READ):
-            chunk = items[start:start + BATCH_READ]
-            loaded = {s.external_id: s for s in session.scalars(
-                _with_state().where(Subscriber.external_id.in_(
-                    {item.external_id for item in chunk}))).unique()}
-            hashes = {email_hash(s.email): s.external_id for s in loaded.values() if s.email}
-            suppressed = {hashes[h] for h in suppressed_hashes(session, list(hashes))
-                          } if hashes else set()
-            for item in chunk:
+        for start in range(0, len(items), CHUNK):
+            chunk = []
+            for item in items[start:start + CHUNK]:
                 try:
-                    data = input_of(item)
+                    chunk.append((item.external_id, input_of(item)))
                 except ApiProblem as exc:
-                    results.append(_refused(item.external_id, exc))
-                    continue
-                if unchanged(loaded.get(item.external_id), data,
-                             suppressed=item.external_id in suppressed):
-                    results.append({"external_id": item.external_id, "status": 200})
-                    continue
-                results.append(_upsert_item(session, item.external_id, data, context=context,
-                                            default_role=default_role, now=now))
-                loaded.pop(item.external_id, None)  # changed: read it afresh if repeated
+                    chunk.append((item.external_id, exc))
+            results += [outcome.answer() for outcome in upsert_chunk(
+                session, chunk, context=context, default_role=default_role, now=now)]
     except Exception:
         session.rollback()
         raise
@@ -531,18 +612,3 @@ def _refused(external_id: str, exc: ApiProblem) -> dict:
     if exc.status == 422:
         result["errors"] = exc.extra.get("errors") or [{"pointer": "", "detail": exc.detail}]
     return result
-
-
-def _upsert_item(session: Session, external_id: str, data: SubscriberInput, **settings
-                 ) -> dict:
-    try:
-        with session.begin_nested():
-            _subscriber, created, _events = upsert_subscriber(session, external_id, data,
-                                                              **settings)
-    except ApiProblem as exc:
-        return _refused(external_id, exc)
-    except IntegrityError:
-        return {"external_id": external_id, "status": 409,
-                "detail": "A concurrent request changed this subscriber or its address; "
-                          "retry the item."}
-    return {"external_id": external_id, "status": 201 if created else 200}

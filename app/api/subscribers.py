@@ -17,7 +17,7 @@ from app.api.schemas import (
     SubscriberInput,
     SubscriberPath,
 )
-from app.api.services import input_of, unchanged_snapshot, upsert_batch, upsert_subscriber
+from app.api.services import CONCURRENT, input_of, unchanged_snapshot, upsert_batch, upsert_chunk
 from app.api.views import actor, bp
 from app.db import get_session
 from app.subscribers.export import export_in, export_locale
@@ -53,19 +53,21 @@ def put_subscriber(path: SubscriberPath, body: SubscriberInput):
         return jsonify(same)
     session = get_session(write=True)
     try:
-        subscriber, created, _events = upsert_subscriber(
-            session, external_id, data, context=Context(source="api", actor=actor()),
-            now=clock.now(), **_upsert_settings())
+        [outcome] = upsert_chunk(session, [(external_id, data)],
+                                 context=Context(source="api", actor=actor()),
+                                 now=clock.now(), **_upsert_settings())
+        if outcome.problem is not None:
+            raise outcome.problem
+        session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise ApiProblem(409, "Conflict", "A concurrent request changed this subscriber or "
-                                          "its address; retry the request.") from exc
+        raise ApiProblem(409, "Conflict", CONCURRENT) from exc
     except Exception:
         session.rollback()
         raise
-    session.commit()
-    response = jsonify(snapshot(subscriber))
-    response.status_code = 201 if created else 200
+    created = outcome.status == 201
+    response = jsonify(snapshot(outcome.subscriber))
+    response.status_code = outcome.status
     if created:
         response.headers["Location"] = url_for("api.get_subscriber", external_id=external_id)
     return response

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import hashlib
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import phonenumbers
@@ -15,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from app.db import iso_z, utcnow
 from app.events.models import Event
-from app.events.services import append_event, record_event, seal
+from app.events.services import append_event, pending_event, record_event, seal, seal_pending
 from app.mail.services import forget as forget_mail
+from app.subscribers.drafts import Draft, DraftSubscription
 from app.subscribers.models import (
     AddressChange,
     EspEvent,
@@ -97,13 +101,37 @@ class Context:
     policy: str | None = None
 
 
+# RFC 5322's dot-atom: a local part email_validator accepts and leaves as it is.
+DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
 def normalise_email(raw: str) -> str:
+    """The address as stored: validated by email_validator, its domain lower-cased.
+
+    An ASCII address whose local part is a plain dot-atom (nearly all of them) has only its
+    domain validated, once per domain (a million imported addresses share few domains);
+    any other address is validated whole.
+    """
+    local, at, domain = raw.rpartition("@")
+    if at and raw.isascii() and len(local) <= 64 and len(raw) <= 254 \
+            and DOT_ATOM.fullmatch(local):
+        return f"{local}@{_domain(domain)}"
+    return _validated(raw)
+
+
+def _validated(raw: str) -> str:
     try:
         result = validate_email(raw, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(str(exc)) from exc
     local, _, domain = result.normalized.rpartition("@")
     return f"{local}@{domain.lower()}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _domain(domain: str) -> str:
+    """A domain as :func:`_validated` leaves it (or :class:`InvalidEmail`, not cached)."""
+    return _validated(f"a@{domain}").rpartition("@")[2]
 
 
 def normalise_phone(raw: str, region: str | None = None) -> str:
@@ -163,17 +191,22 @@ def is_suppressed(session: Session, email: str) -> bool:
 
 
 def suppression(session: Session, address: str | None, *, unsubscribed_all: bool | None,
-                arriving: bool) -> bool | None:
+                arriving: bool, suppressed: Collection[str] | None = None) -> bool | None:
     """The one suppression rule: the master switch a change may set for ``address``.
 
     A suppressed address (see :func:`erase`) stays unsubscribed from all marketing on every
     path (page, undo, admin, API, batch, import, ESP): asking for ``unsubscribed_all=False``
     raises :class:`Suppressed`, and an address ``arriving`` (a new subscriber, a change of
     address) is unsubscribed from all. Otherwise the request stands as given.
+
+    ``suppressed``: the hashes (:func:`email_hash`) of the suppressed addresses among those
+    the caller already read (a chunk's, :func:`app.api.services.upsert_chunk`), looked up
+    there instead of in the database.
     """
     if unsubscribed_all is not False and not arriving:
         return unsubscribed_all
-    if not address or not is_suppressed(session, address):
+    if not address or not (email_hash(address) in suppressed if suppressed is not None
+                           else is_suppressed(session, address)):
         return unsubscribed_all
     if unsubscribed_all is False:
         raise Suppressed("This address was erased and is suppressed: it stays unsubscribed "
@@ -258,19 +291,53 @@ def create_subscriber(session: Session, *, email: str, external_id: str | None =
                             created_at=now, updated_at=now, version=1)
     session.add(subscriber)
     for rt in role_topics(role):
-        subscriber.subscriptions.append(new_subscription(rt.topic, rt.default_subscribed, now))
+        add_subscription(subscriber, rt.topic, rt.default_subscribed, now)
     session.flush()
-    event = record_event(session, subscriber, type="subscriber.created", action="created",
-                         source=context.source, actor=context.actor, after=email,
-                         token_id=context.token_id, campaign=context.campaign)
+    event = record_event(session, subscriber, **_created(email, context))
     seal(session, subscriber, [event], snapshot(subscriber))
     return subscriber, [event]
+
+
+def new_draft(session: Session, *, email: str, external_id: str | None, locale: str | None,
+              role: Role | None, context: Context,
+              suppressed: Collection[str] | None = None) -> Draft:
+    """:func:`create_subscriber` as a :class:`Draft`, written later with others by
+    :func:`app.subscribers.drafts.write` (``suppressed``: as :func:`suppression` takes it)."""
+    now = utcnow()
+    draft = Draft(email=email, external_id=external_id, locale=locale, role=role,
+                  unsubscribed_all=bool(suppression(session, email, unsubscribed_all=None,
+                                                    arriving=True, suppressed=suppressed)),
+                  now=now)
+    for rt in role_topics(role):
+        add_subscription(draft, rt.topic, rt.default_subscribed, now)
+    event = pending_event(draft, **_created(email, context))
+    seal_pending([event], snapshot(draft))
+    draft.events.append(event)
+    return draft
+
+
+def _created(email: str, context: Context) -> dict:
+    return {"type": "subscriber.created", "action": "created", "source": context.source,
+            "actor": context.actor, "after": email, "token_id": context.token_id,
+            "campaign": context.campaign}
 
 
 def new_subscription(topic: Topic, subscribed: bool, now: dt.datetime) -> Subscription:
     sub = Subscription(topic=topic, subscribed=subscribed, frequency=topic.default_frequency,
                        updated_at=now)
     sub.channels = default_channels(topic)
+    return sub
+
+
+def add_subscription(subscriber, topic: Topic, subscribed: bool, now: dt.datetime):
+    """Append a new subscription of ``topic`` (its defaults) to a subscriber or a draft."""
+    if isinstance(subscriber, Draft):
+        sub = DraftSubscription(topic=topic, subscribed=subscribed,
+                                frequency=topic.default_frequency, updated_at=now)
+        sub.channels = default_channels(topic)
+    else:
+        sub = new_subscription(topic, subscribed, now)
+    subscriber.subscriptions.append(sub)
     return sub
 
 
@@ -307,7 +374,8 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
            topics: dict[str, TopicChoice] | None = None, allowed: dict[str, Topic] | None = None,
            unsubscribed_all: bool | None = None, locale: str | None = None,
            role: Role | None = None, email: str | None = None,
-           undeliverable: bool | None = None, phone=KEEP, paused_until=KEEP) -> list[Event]:
+           undeliverable: bool | None = None, phone=KEEP, paused_until=KEEP,
+           suppressed: Collection[str] | None = None) -> list[Event]:
     """Apply what differs, one event per actual change; bump the version once.
 
     ``allowed`` maps the slugs this caller may touch to their topics; any
@@ -317,6 +385,10 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
     see :func:`normalise_phone`) and ``paused_until`` are left alone when
     :data:`KEEP`, removed when None. Removing the phone stops SMS for every
     topic at once (one ``topic.channels`` event per topic it stops).
+
+    ``subscriber`` may be a :class:`Draft`: the same rule, its events kept on the draft
+    (sealed) for :func:`app.subscribers.drafts.write` instead of flushed; ``suppressed``
+    goes to :func:`suppression`.
     """
     topics = topics or {}
     allowed = marketing_topics(session) if allowed is None else allowed
@@ -328,15 +400,20 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
     arriving = email is not None and email != subscriber.email
     if arriving or (unsubscribed_all is False and subscriber.unsubscribed_all):
         unsubscribed_all = suppression(session, email or subscriber.email,
-                                       unsubscribed_all=unsubscribed_all, arriving=arriving)
+                                       unsubscribed_all=unsubscribed_all, arriving=arriving,
+                                       suppressed=suppressed)
     events: list[Event] = []
     ctx = {"source": context.source, "actor": context.actor, "token_id": context.token_id,
            "campaign": context.campaign, "reason": context.reason}
     now = utcnow()
 
+    draft = isinstance(subscriber, Draft)
+
     def log(type_, action, topic=None, before=None, after=None):
-        events.append(record_event(session, subscriber, type=type_, action=action,
-                                   topic=topic, before=before, after=after, **ctx))
+        values = {"type": type_, "action": action, "topic": topic, "before": before,
+                  "after": after, **ctx}
+        events.append(pending_event(subscriber, **values) if draft
+                      else record_event(session, subscriber, **values))
 
     if email is not None and email != subscriber.email:
         log("subscriber.updated", "email.changed", before=subscriber.email, after=email)
@@ -355,8 +432,7 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
         subscriber.role = role
         for rt in role_topics(role):
             if subscriber.subscription(rt.topic_id) is None:
-                subscriber.subscriptions.append(
-                    new_subscription(rt.topic, rt.default_subscribed, now))
+                add_subscription(subscriber, rt.topic, rt.default_subscribed, now)
     if new_phone != subscriber.phone:
         log("subscriber.updated", "phone", before=subscriber.phone, after=new_phone)
         subscriber.phone = new_phone
@@ -364,8 +440,7 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
         topic = allowed[slug]
         sub = subscriber.subscription(topic.id)
         if sub is None:
-            sub = new_subscription(topic, False, now)
-            subscriber.subscriptions.append(sub)
+            sub = add_subscription(subscriber, topic, False, now)
         if choice.subscribed is not None and choice.subscribed != sub.subscribed:
             if choice.subscribed:
                 log("subscriber.updated", "topic.subscribed", slug, False, True)
@@ -411,8 +486,12 @@ def change(session: Session, subscriber: Subscriber, *, context: Context,
     if events:
         subscriber.version += 1
         subscriber.updated_at = now
-        session.flush()
-        seal(session, subscriber, events, snapshot(subscriber))
+        if draft:
+            seal_pending(events, snapshot(subscriber))
+            subscriber.events += events
+        else:
+            session.flush()
+            seal(session, subscriber, events, snapshot(subscriber))
     return events
 
 
