@@ -263,3 +263,30 @@ def bound_load(parser, args) -> None:
             or not 1 <= args.processes <= 16):
         parser.error("keep the load bounded: at most 60 s, 256 connections, 10 rounds "
                      "and 16 processes")
+
+
+# --- the database --------------------------------------------------------------------------------
+
+def seed_subscribers(url: str, count: int, add: Callable, *unlimited: str) -> None:
+    """The demo catalogue, then ``add(session, signer, roles, i)`` for i in 0..count-1
+    (``roles`` by slug; a commit every 500), into the migrated database ``url``."""
+    from app import create_app
+    from app.db import write_session
+    from app.demo import seed_catalogue
+    from app.links.services import get_signer
+    from app.topics.models import Role
+
+    app = create_app(app_config(url, *unlimited))
+    db = app.extensions["prefcenter.db"]
+    session = write_session(db)
+    seed_catalogue(session)
+    session.commit()
+    roles = {role.slug: role for role in session.query(Role)}
+    signer = get_signer(app)
+    for i in range(count):
+        add(session, signer, roles, i)
+        if i % 500 == 499:
+            session.commit()
+    session.commit()
+    session.close()
+    db.engine.dispose()

@@ -56,33 +56,20 @@ def bare_one_click(token: str) -> Response:
 def prepare_database(url: str, subscribers: int) -> list[str]:
     """Load the catalogue and ``subscribers`` subscribers into the migrated ``url``; return
     one path each."""
-    from app import create_app
-    from app.db import write_session
-    from app.demo import seed_catalogue
-    from app.links.services import UNSUBSCRIBE, get_signer
+    from app.links.services import UNSUBSCRIBE
     from app.subscribers.services import Context, create_subscriber
-    from app.topics.models import Role
 
-    app = create_app(app_config(url))
-    db = app.extensions["prefcenter.db"]
-    session = write_session(db)
-    seed_catalogue(session)
-    session.commit()
-    role = session.query(Role).filter_by(slug="shopper").one()
-    signer = get_signer(app)
     paths = []
-    for i in range(subscribers):
+
+    def add(session, signer, roles, i: int) -> None:
         subscriber, _ = create_subscriber(
             session, email=f"bench{i}@example.com", external_id=f"bench-{i}",
-            role=role, context=Context(source="system"))
+            role=roles["shopper"], context=Context(source="system"))
         paths.append("/u/" + signer.mint(UNSUBSCRIBE, subscriber.public_id,
                                          topic="offers" if i % 2 else None,
                                          campaign="bench"))
-        if i % 500 == 499:
-            session.commit()
-    session.commit()
-    session.close()
-    db.engine.dispose()
+
+    common.seed_subscribers(url, subscribers, add)
     return paths
 
 

@@ -66,22 +66,12 @@ def bare_preferences(token: str) -> Response:
 def prepare_database(url: str, subscribers: int) -> dict[str, list[str]]:
     """Load the demo catalogue and ``subscribers`` subscribers into the migrated ``url``;
     their paths."""
-    from app import create_app
-    from app.db import write_session
-    from app.demo import seed_catalogue
-    from app.links.services import PREFERENCES, UNSUBSCRIBE, get_signer
+    from app.links.services import PREFERENCES, UNSUBSCRIBE
     from app.subscribers.services import Context, create_subscriber
-    from app.topics.models import Role
 
-    app = create_app(app_config(url, "PUBLIC"))
-    db = app.extensions["prefcenter.db"]
-    session = write_session(db)
-    seed_catalogue(session)
-    session.commit()
-    roles = {role.slug: role for role in session.query(Role)}
-    signer = get_signer(app)
     paths: dict[str, list[str]] = {"/u/": [], "/p/": []}
-    for i in range(subscribers):
+
+    def add(session, signer, roles, i: int) -> None:
         locale = LOCALES[i % len(LOCALES)]
         subscriber, _ = create_subscriber(
             session, email=f"scan{i}@example.com", external_id=f"scan-{i}", locale=locale,
@@ -93,11 +83,8 @@ def prepare_database(url: str, subscribers: int) -> dict[str, list[str]]:
             campaign="bench", locale=claim_locale))
         paths["/p/"].append("/p/" + signer.mint(PREFERENCES, subscriber.public_id,
                                                 campaign="bench", locale=claim_locale))
-        if i % 500 == 499:
-            session.commit()
-    session.commit()
-    session.close()
-    db.engine.dispose()
+
+    common.seed_subscribers(url, subscribers, add, "PUBLIC")
     return paths
 
 
