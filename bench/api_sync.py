@@ -22,7 +22,6 @@ import argparse
 import csv
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,24 +30,16 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import Gunicorn, warm_up  # noqa: E402  (bench/common.py: the gunicorn server)
+
+from tests.conftest import reset_database  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 32
-
-
-def reset(url: str) -> None:
-    from app.migrate import upgrade
-
-    if url.startswith("postgresql"):
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-    upgrade(url)
 
 
 def seed(url: str) -> str:
@@ -99,29 +90,6 @@ def run_import(url: str, path: Path) -> tuple[float, int, float, str]:
                        if line.startswith("maxrss"))
     summary = [line for line in done.stderr.splitlines() if " rows: " in line]
     return took, int(rss), float(cpu), summary[-1] if summary else done.stderr[-500:]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gunicorn(url: str):
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "-w", "2", "--timeout", "900", "-b",
-         f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"],
-        env=env_for(url), cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(f"{base}/healthz", timeout=1)
-            return process, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("gunicorn did not start")
 
 
 def batches(base: str, headers: dict, count: int, prefix: str) -> float:
@@ -178,7 +146,7 @@ def main() -> None:
     url = args.database or f"sqlite:///{tmp / 'bench.sqlite3'}"
     print(f"database: {url.split('@')[-1]}; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")
-    reset(url)
+    reset_database(url)
     key = seed(url)
     headers = {"Authorization": f"Bearer {key}"}
 
@@ -193,7 +161,11 @@ def main() -> None:
           f"peak RSS {rss / 1024:.0f} MiB (a tenth of the rows: {small_rss / 1024:.0f} MiB, "
           f"{small_took:.1f} s)   [{summary}]")
 
-    process, base = gunicorn(url)
+    # 2 sync workers; a batch of 10,000 can outlast gunicorn's default 30 s worker timeout.
+    server = Gunicorn("wsgi:app", "sync", env_for(url), 1, 2, ("--timeout", "900"))
+    server.wait()
+    base = server.base_url
+    warm_up(base, ["/healthz"])  # a worker answers: its boot is not timed as batch work
     try:
         created = batches(base, headers, args.batches, "b")
         print(f"batch    {args.batches} x 10,000 new       {created:8.0f} subscribers/s")
@@ -204,8 +176,7 @@ def main() -> None:
         print(f"PUT x8   unchanged (one read)                  {fast:8.0f} /s  "
               f"({fast / baseline:.1f}x)")
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

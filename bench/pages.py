@@ -24,28 +24,21 @@ PostgreSQL: the script drops and creates the database ``bench_pages`` on the ser
 from __future__ import annotations
 
 import argparse
-import asyncio
-import cProfile
-import io
 import os
-import pstats
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import common  # noqa: E402  (bench/common.py: servers, load, figures)
+from common import Gunicorn, Result, app_config, app_env  # noqa: E402
 from flask import Flask, Response  # noqa: E402
+from recipients import fresh_database  # noqa: E402
 
-from bench.oneclick import Gunicorn, median  # noqa: E402
-
-SECRET = "bench-secret-key-0123456789"
 LOCALES = ("en", "ar", "ru", "ms")
 ROLES = ("shopper", "developer", "marketer")
 # (database, path): the ratio to the bare app to reach; p99 under 60 ms everywhere.
@@ -68,66 +61,17 @@ def bare_preferences(token: str) -> Response:
     return Response(BARE_PAGE, mimetype="text/html")
 
 
-@dataclass
-class Result:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    errors: int
-
-
 # --- the database ------------------------------------------------------------------------------
 
-def app_env(database_url: str) -> dict:
-    env = dict(os.environ)
-    env.update({
-        "PREFCENTER_ENV": "production",
-        "PREFCENTER_SECRET_KEY": SECRET,
-        "PREFCENTER_DATABASE_URL": database_url,
-        "PREFCENTER_BASE_URL": "http://127.0.0.1",
-        # The limiter stays on (its cost is part of the path), far above the load.
-        "PREFCENTER_RATELIMIT_PUBLIC": "100000000 per minute",
-        "PYTHONPATH": str(ROOT),
-    })
-    return env
-
-
-def app_config(url: str) -> dict:
-    return {"DATABASE_URL": url, "SECRET_KEYS": [SECRET], "BASE_URL": "http://127.0.0.1",
-            "RATELIMIT_PUBLIC": "100000000 per minute"}
-
-
 def prepare_database(url: str, subscribers: int) -> dict[str, list[str]]:
-    """Migrate, load the demo catalogue and ``subscribers`` subscribers; their paths."""
-    from app import create_app
-    from app.db import write_session
-    from app.demo import seed_catalogue
-    from app.links.services import PREFERENCES, UNSUBSCRIBE, get_signer
-    from app.migrate import upgrade
+    """Load the demo catalogue and ``subscribers`` subscribers into the migrated ``url``;
+    their paths."""
+    from app.links.services import PREFERENCES, UNSUBSCRIBE
     from app.subscribers.services import Context, create_subscriber
-    from app.topics.models import Role
 
-    if url.startswith("postgresql"):
-        import psycopg
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        admin = parsed.set(drivername="postgresql", database="postgres")
-        with psycopg.connect(admin.render_as_string(hide_password=False),
-                             autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{parsed.database}"')
-    upgrade(url)
-    app = create_app(app_config(url))
-    db = app.extensions["prefcenter.db"]
-    session = write_session(db)
-    seed_catalogue(session)
-    session.commit()
-    roles = {role.slug: role for role in session.query(Role)}
-    signer = get_signer(app)
     paths: dict[str, list[str]] = {"/u/": [], "/p/": []}
-    for i in range(subscribers):
+
+    def add(session, signer, roles, i: int) -> None:
         locale = LOCALES[i % len(LOCALES)]
         subscriber, _ = create_subscriber(
             session, email=f"scan{i}@example.com", external_id=f"scan-{i}", locale=locale,
@@ -139,11 +83,8 @@ def prepare_database(url: str, subscribers: int) -> dict[str, list[str]]:
             campaign="bench", locale=claim_locale))
         paths["/p/"].append("/p/" + signer.mint(PREFERENCES, subscriber.public_id,
                                                 campaign="bench", locale=claim_locale))
-        if i % 500 == 499:
-            session.commit()
-    session.commit()
-    session.close()
-    db.engine.dispose()
+
+    common.seed_subscribers(url, subscribers, add, "PUBLIC")
     return paths
 
 
@@ -171,113 +112,21 @@ def snapshot(url: str) -> dict:
 
 # --- load ----------------------------------------------------------------------------------------
 
-WRK_SCRIPT = """
-local paths = {%s}
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("GET", paths[((i - 1) %% #paths) + 1])
-end
-"""
-
-
-def run_wrk(base_url: str, paths: list[str], duration: int, connections: int) -> Result:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % ",".join(f'"{p}"' for p in paths))
-    try:
-        output = subprocess.run(
-            ["wrk", "--threads", "1", "--connections", str(connections),
-             "--duration", f"{duration}s", "--timeout", "10s", "--latency",
-             "--script", script.name, base_url],
-            capture_output=True, text=True, check=True, timeout=duration + 60,
-        ).stdout
-    finally:
-        os.unlink(script.name)
-
-    def latency(label: str) -> float:
-        value, unit = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                              r"timeout (\d+)", output)
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
-    return Result(float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-                  latency("50"), latency("99"),
-                  int(re.search(r"(\d+) requests in", output).group(1)), errors)
-
-
-def run_asyncio(base_url: str, paths: list[str], duration: int, connections: int) -> Result:
-    """The fallback client: ``connections`` coroutines on one keep-alive pool."""
-    import httpx
-
-    latencies: list[float] = []
-    errors = 0
-    counter = iter(range(10**9))
-
-    async def worker(client: httpx.AsyncClient, deadline: float) -> None:
-        nonlocal errors
-        while time.monotonic() < deadline:
-            path = paths[next(counter) % len(paths)]
-            started = time.perf_counter()
-            try:
-                if (await client.get(path)).status_code != 200:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    async def main() -> float:
-        limits = httpx.Limits(max_connections=connections,
-                              max_keepalive_connections=connections)
-        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10) as client:
-            started = time.monotonic()
-            await asyncio.gather(*(worker(client, started + duration)
-                                   for _ in range(connections)))
-            return time.monotonic() - started
-
-    elapsed = asyncio.run(main())
-    latencies.sort()
-    return Result(len(latencies) / elapsed, latencies[len(latencies) // 2],
-                  latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-                  len(latencies), errors)
-
-
-def warm_up(base_url: str, paths: list[str]) -> None:
-    import httpx
-
-    # The workers import the app after they fork: the first answers can take a while.
-    with httpx.Client(base_url=base_url, timeout=60) as client:
-        for path in paths:
-            response = client.get(path)
-            if response.status_code != 200:
-                raise RuntimeError(f"warm-up got {response.status_code} for {path}")
-
-
-def summary(rounds: list[Result]) -> Result:
-    """The median round's figures; requests and errors over all rounds."""
-    return Result(median([r.requests_per_second for r in rounds]),
-                  median([r.p50_ms for r in rounds]), median([r.p99_ms for r in rounds]),
-                  sum(r.requests for r in rounds), sum(r.errors for r in rounds))
-
-
 def compare(url: str, paths: dict[str, list[str]], args) -> dict[str, tuple[Result, Result]]:
     """Both servers side by side, every path driven in turns, real then bare."""
-    drive = run_wrk if shutil.which("wrk") else run_asyncio
-    servers = [Gunicorn("wsgi:app", "sync", app_env(url), 1, args.processes),
-               Gunicorn("bench.pages:bare_app", "sync", app_env(url), 1, args.processes)]
+    env = app_env(url, "PUBLIC")
+    servers = [Gunicorn("wsgi:app", "sync", env, 1, args.processes),
+               Gunicorn("bench.pages:bare_app", "sync", env, 1, args.processes)]
     rounds: dict[str, tuple[list[Result], list[Result]]] = {p: ([], []) for p in paths}
     try:
         for server in servers:
             server.wait()
             for kind_paths in paths.values():
-                warm_up(server.base_url, kind_paths[:20])
+                common.warm_up(server.base_url, kind_paths[:20])
         for number in range(1, args.rounds + 1):
             for kind, kind_paths in paths.items():
-                real = drive(servers[0].base_url, kind_paths, args.duration, args.connections)
-                bare = drive(servers[1].base_url, kind_paths, args.duration, args.connections)
+                real, bare = (common.drive(server.base_url, kind_paths, args.duration,
+                                           args.connections) for server in servers)
                 rounds[kind][0].append(real)
                 rounds[kind][1].append(bare)
                 print(f"    round {number} GET {kind}: real {real.requests_per_second:8.1f} rps"
@@ -287,7 +136,8 @@ def compare(url: str, paths: dict[str, list[str]], args) -> dict[str, tuple[Resu
     finally:
         for server in servers:
             server.stop()
-    return {kind: (summary(real), summary(bare)) for kind, (real, bare) in rounds.items()}
+    return {kind: (common.summary(real), common.summary(bare))
+            for kind, (real, bare) in rounds.items()}
 
 
 # --- profile -------------------------------------------------------------------------------------
@@ -299,7 +149,7 @@ def profile(url: str, paths: dict[str, list[str]], count: int = 400, top: int = 
 
     from app import create_app
 
-    app = create_app(app_config(url))
+    app = create_app(app_config(url, "PUBLIC"))
     engine = app.extensions["prefcenter.db"].engine
     executed = []
 
@@ -324,28 +174,12 @@ def profile(url: str, paths: dict[str, list[str]], count: int = 400, top: int = 
         print(f"GET {kind}: {len(executed) / len(chosen):.1f} statements per request; CPU "
               f"{cpu['app']:.3f} ms per request, bare {cpu['bare']:.3f} ms "
               f"(in-process ratio {cpu['bare'] / cpu['app']:.2f})")
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for path in chosen:
-            client.get(path)
-        profiler.disable()
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
-        print(out.getvalue())
+        common.print_profile(client.get, chosen, ("cumulative", top))
     event.remove(engine, "before_cursor_execute", record)
     engine.dispose()
 
 
 # --- main ----------------------------------------------------------------------------------------
-
-def database_urls(args, workdir: Path) -> dict[str, str]:
-    urls = {}
-    if "sqlite" in args.databases:
-        urls["sqlite"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    if "postgresql" in args.databases:
-        urls["postgresql"] = f"{args.pg_url.rstrip('/')}/bench_pages"
-    return urls
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -362,17 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="print an in-process profile of each page instead")
     args = parser.parse_args(argv)
-    if (args.duration > 60 or args.connections > 256 or not 1 <= args.rounds <= 10
-            or not 1 <= args.processes <= 16):
-        parser.error("keep the load bounded: at most 60 s, 256 connections, 10 rounds "
-                     "and 16 processes")
+    common.bound_load(parser, args)
     kinds = [kind for kind in ("/u/", "/p/") if kind in args.paths.split(",")]
 
     results = []
     unchanged = True
     with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
-        for name, url in database_urls(args, Path(tmp)).items():
+        for name in common.database_kinds(args.databases):
             print(f"# {name}: preparing {args.subscribers} subscribers", flush=True)
+            url = fresh_database(name, args.pg_url.rstrip("/"), "bench_pages", Path(tmp))
             paths = prepare_database(url, args.subscribers)
             paths = {kind: paths[kind] for kind in kinds}
             if args.profile:
@@ -399,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(results, args) -> None:
-    client = "wrk" if shutil.which("wrk") else "httpx/asyncio"
+    client = common.client_name()
     print(f"GET of the public pages, gunicorn {args.processes} sync workers, "
           f"{args.connections} connections, median of {args.rounds} rounds of "
           f"{args.duration} s each, client {client}, {args.subscribers} subscribers")
