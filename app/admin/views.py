@@ -30,7 +30,7 @@ from app.admin.auth import (
     current_admin,
     log_in,
     log_out,
-    require_admin,
+    login_redirect,
     safe_next,
 )
 from app.admin.forms import (
@@ -75,6 +75,16 @@ from app.webhooks import services as webhook_services
 
 bp = Blueprint("admin", __name__)
 PER_PAGE = 50
+# The only admin pages open without a logged-in admin. Every other route of the blueprint,
+# including one added later, is refused by construction (:func:`guard`).
+PUBLIC_ENDPOINTS = frozenset({"admin.login"})
+
+
+@bp.before_request
+def guard():
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        return login_redirect()
+    return None
 
 
 def _locales() -> list[str]:
@@ -158,7 +168,6 @@ def login():
 
 
 @bp.post("/logout")
-@require_admin
 def logout():
     session = get_session(write=True)
     log_out(session)
@@ -168,7 +177,6 @@ def logout():
 
 
 @bp.get("/")
-@require_admin
 def dashboard():
     return _render("admin/dashboard.html", counts=services.dashboard_counts(get_session()))
 
@@ -177,7 +185,6 @@ def dashboard():
 
 
 @bp.get("/topics")
-@require_admin
 def topics():
     return _topics_page()
 
@@ -210,7 +217,6 @@ def _topic_data(form) -> TopicData:
 
 
 @bp.route("/topics/new", methods=["GET", "POST"])
-@require_admin
 def topic_new():
     form = topic_form(_locales())
     status = 200
@@ -234,7 +240,6 @@ def topic_new():
 
 
 @bp.route("/topics/<int:topic_id>", methods=["GET", "POST"])
-@require_admin
 def topic_edit(topic_id: int):
     topic = _get_or_404(Topic, topic_id)
     texts = {t.locale: t for t in topic.translations}
@@ -266,7 +271,6 @@ def topic_edit(topic_id: int):
 
 
 @bp.post("/topics/<int:topic_id>/move")
-@require_admin
 def topic_move(topic_id: int):
     form = MoveForm()
     if not form.validate():
@@ -279,13 +283,11 @@ def topic_move(topic_id: int):
 
 
 @bp.post("/topics/<int:topic_id>/archive")
-@require_admin
 def topic_archive(topic_id: int):
     return _set_archived(topic_id, True)
 
 
 @bp.post("/topics/<int:topic_id>/unarchive")
-@require_admin
 def topic_unarchive(topic_id: int):
     return _set_archived(topic_id, False)
 
@@ -301,7 +303,6 @@ def _set_archived(topic_id: int, archived: bool):
 
 
 @bp.post("/topics/<int:topic_id>/delete")
-@require_admin
 def topic_delete(topic_id: int):
     session = get_session(write=True)
     topic = _get_or_404(Topic, topic_id)
@@ -321,7 +322,6 @@ def topic_delete(topic_id: int):
 
 
 @bp.get("/follow-links")
-@require_admin
 def follow_links():
     session = get_session()
     links = services.ordered_follow_links(session)
@@ -337,7 +337,6 @@ def _role_choices() -> list[SelectChoice]:
 
 @bp.route("/follow-links/new", methods=["GET", "POST"])
 @bp.route("/follow-links/<int:link_id>", methods=["GET", "POST"])
-@require_admin
 def follow_link_edit(link_id: int | None = None):
     link = _get_or_404(FollowLink, link_id) if link_id is not None else None
     data = None
@@ -371,7 +370,6 @@ def follow_link_edit(link_id: int | None = None):
 
 
 @bp.post("/follow-links/<int:link_id>/delete")
-@require_admin
 def follow_link_delete(link_id: int):
     session = get_session(write=True)
     services.delete_follow_link(session, _get_or_404(FollowLink, link_id), actor=_actor())
@@ -384,7 +382,6 @@ def follow_link_delete(link_id: int):
 
 
 @bp.get("/roles")
-@require_admin
 def roles():
     all_roles = services.ordered_roles(get_session())
     return _render("admin/roles.html", roles=all_roles, missing={
@@ -392,7 +389,6 @@ def roles():
 
 
 @bp.route("/roles/new", methods=["GET", "POST"])
-@require_admin
 def role_new():
     form = role_form(_locales())
     status = 200
@@ -443,7 +439,6 @@ def _role_page(role: Role, form, status: int = 200, add_form=None):
 
 
 @bp.route("/roles/<int:role_id>", methods=["GET", "POST"])
-@require_admin
 def role_edit(role_id: int):
     role = _get_or_404(Role, role_id)
     form = _role_form(role)
@@ -471,7 +466,6 @@ def role_edit(role_id: int):
 
 
 @bp.post("/roles/<int:role_id>/topics")
-@require_admin
 def role_topic_add(role_id: int):
     session = get_session(write=True)
     role = _get_or_404(Role, role_id)
@@ -493,7 +487,6 @@ def role_topic_add(role_id: int):
 
 
 @bp.post("/roles/<int:role_id>/topics/<int:role_topic_id>/move")
-@require_admin
 def role_topic_move(role_id: int, role_topic_id: int):
     form = MoveForm()
     if not form.validate():
@@ -507,7 +500,6 @@ def role_topic_move(role_id: int, role_topic_id: int):
 
 
 @bp.post("/roles/<int:role_id>/topics/<int:role_topic_id>/remove")
-@require_admin
 def role_topic_remove(role_id: int, role_topic_id: int):
     session = get_session(write=True)
     role = _get_or_404(Role, role_id)
@@ -519,7 +511,6 @@ def role_topic_remove(role_id: int, role_topic_id: int):
 
 
 @bp.get("/roles/<int:role_id>/preview")
-@require_admin
 def role_preview(role_id: int):
     """The preference page as a subscriber of this role would see it; it cannot be sent."""
     role = _get_or_404(Role, role_id)
@@ -533,7 +524,6 @@ def role_preview(role_id: int):
 
 
 @bp.get("/subscribers")
-@require_admin
 def subscribers():
     form = SearchForm(request.args)
     query = (form.q.data or "").strip() if form.validate() else ""
@@ -567,13 +557,11 @@ def _subscriber_page(subscriber: Subscriber, status: int = 200, error: str | Non
 
 
 @bp.get("/subscribers/<int:subscriber_id>")
-@require_admin
 def subscriber(subscriber_id: int):
     return _subscriber_page(_get_or_404(Subscriber, subscriber_id))
 
 
 @bp.post("/subscribers/<int:subscriber_id>")
-@require_admin
 def subscriber_change(subscriber_id: int):
     session = get_session(write=True)
     found = _get_or_404(Subscriber, subscriber_id)
@@ -604,7 +592,6 @@ def subscriber_change(subscriber_id: int):
 
 
 @bp.get("/webhooks")
-@require_admin
 def webhooks():
     session = get_session()
     return _render("admin/webhooks.html", endpoints=webhook_services.list_endpoints(session),
@@ -612,7 +599,6 @@ def webhooks():
 
 
 @bp.route("/webhooks/new", methods=["GET", "POST"])
-@require_admin
 def webhook_new():
     form = EndpointForm()
     status = 200
@@ -666,19 +652,16 @@ def _webhook_page(endpoint, status: int = 200, *, error: str | None = None, resu
 
 
 @bp.get("/webhooks/<endpoint_id>")
-@require_admin
 def webhook(endpoint_id: str):
     return _webhook_page(_endpoint_or_404(endpoint_id))
 
 
 @bp.post("/webhooks/<endpoint_id>/disable")
-@require_admin
 def webhook_disable(endpoint_id: str):
     return _set_enabled(endpoint_id, False)
 
 
 @bp.post("/webhooks/<endpoint_id>/enable")
-@require_admin
 def webhook_enable(endpoint_id: str):
     return _set_enabled(endpoint_id, True)
 
@@ -693,7 +676,6 @@ def _set_enabled(endpoint_id: str, enabled: bool):
 
 
 @bp.post("/webhooks/<endpoint_id>/rotate")
-@require_admin
 def webhook_rotate(endpoint_id: str):
     session = get_session(write=True)
     endpoint = _endpoint_or_404(endpoint_id)
@@ -703,7 +685,6 @@ def webhook_rotate(endpoint_id: str):
 
 
 @bp.post("/webhooks/<endpoint_id>/test")
-@require_admin
 def webhook_test(endpoint_id: str):
     session = get_session(write=True)
     endpoint = _endpoint_or_404(endpoint_id)
@@ -713,7 +694,6 @@ def webhook_test(endpoint_id: str):
 
 
 @bp.post("/webhooks/<endpoint_id>/deliveries/<int:delivery_id>/replay")
-@require_admin
 def webhook_replay(endpoint_id: str, delivery_id: int):
     session = get_session(write=True)
     endpoint = _endpoint_or_404(endpoint_id)
@@ -755,7 +735,6 @@ def _choice(name: str, allowed) -> str | None:
 
 
 @bp.get("/deliverability")
-@require_admin
 def deliverability():
     session = get_session()
     page = _page()
@@ -773,7 +752,6 @@ def deliverability():
 
 
 @bp.get("/deliverability/<int:report_id>")
-@require_admin
 def deliverability_report(report_id: int):
     report = _get_or_404(EspEvent, report_id)
     return _render("admin/esp_report.html", report=report, kind_labels=REPORT_KIND_LABELS,
@@ -782,7 +760,6 @@ def deliverability_report(report_id: int):
 
 
 @bp.get("/audit")
-@require_admin
 def audit():
     page = _page()
     entries, total = services.audit_page(get_session(), page, PER_PAGE)
