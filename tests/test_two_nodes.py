@@ -170,8 +170,9 @@ def test_two_nodes_share_limits_record_each_change_once_and_deliver_once(
         assert len(ids) == len(rows)
         assert max(ids.values()) == 1, [i for i, n in ids.items() if n > 1]
         assert all(all(v is True for v in r.verified.values()) for r in received)
-        # Each worker logs each delivery it made: together, every row once; both had a share.
+        # Each worker logs each delivery it made: together, every row once. (Which worker
+        # takes how many is the scheduler's choice: one may claim them all, as seen on a
+        # loaded machine; exactly once between them is the promise.)
         logged = [re.findall(r"webhook delivery (\d+) \(event \d+\) to \S+: 200",
                              (tmp_path / f"worker-{n}.log").read_text()) for n in (1, 2)]
-        assert all(logged), logged
         assert sorted(int(i) for i in logged[0] + logged[1]) == sorted(r.id for r in rows)
