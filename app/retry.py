@@ -1,9 +1,32 @@
-"""Retry schedules with jitter: one rule for every worker that tries again later
-(webhook deliveries, queued mail)."""
+"""What every worker that tries again later shares (webhook deliveries, queued mail):
+retry schedules with jitter, and stopping cleanly on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import logging
 import random
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def stop_on_signals(doing: str) -> Iterator[threading.Event]:
+    """An event that SIGTERM or SIGINT sets while the block runs (the worker's cue to finish
+    ``doing``, the work under way, and exit 0); the previous handlers come back after."""
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        logging.getLogger(__name__).info("signal %s: finishing %s", signum, doing)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def parse_schedule(raw) -> tuple[float, ...]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from app.mail.worker import MailWorker
+from app.retry import stop_on_signals
 
 
 @click.group("mail")
@@ -28,20 +27,9 @@ def work(once: bool) -> None:
     messages it claimed but did not send go back after their lease.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    stop = threading.Event()
-
-    def _stop(signum, _frame):
-        logging.getLogger(__name__).info("signal %s: stopping after the message under way",
-                                         signum)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with stop_on_signals("the message under way") as stop:
         worker = MailWorker(current_app._get_current_object())
         click.echo(f"mail worker {worker.worker_id} started", err=True)
         stats = worker.run(stop, once=once)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     click.echo(f"sent={stats.sent} failed={stats.failed} dead={stats.dead} "
                f"released={stats.released}")

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 from app.db import Database
 from app.events.models import Event
 from app.links.services import (
+    MAX_TOKEN_LENGTH,
     UNSUBSCRIBE,
     ExpiredLink,
     InvalidLink,
@@ -42,8 +43,6 @@ from app.subscribers.services import (
     unsubscribe_rows,
 )
 from app.topics.models import Role, Topic
-
-MAX_TOKEN_LENGTH = 512
 
 
 class WritersQueueTimeout(TimeoutError):

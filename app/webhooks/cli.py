@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 import click
 from flask import current_app
@@ -12,6 +10,7 @@ from flask.cli import with_appcontext
 
 from app.config import check_services
 from app.db import get_db, write_session
+from app.retry import stop_on_signals
 from app.webhooks.services import (
     WebhookError,
     WebhookSettings,
@@ -112,19 +111,9 @@ def work(once: bool, concurrency: int | None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the worker logs each delivery
     check_services(current_app.config, rate_limits=False)  # a bad URL: one line, exit 2
     settings = WebhookSettings.from_config(current_app.config)
-    stop = threading.Event()
-
-    def _stop(signum, _frame):
-        logging.getLogger(__name__).info("signal %s: finishing deliveries under way", signum)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with Worker(get_db(), settings, concurrency=concurrency) as worker:
-            click.echo(f"webhook worker {worker.worker_id} started", err=True)
-            stats = worker.run(stop, once=once)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals("the deliveries under way") as stop, \
+            Worker(get_db(), settings, concurrency=concurrency) as worker:
+        click.echo(f"webhook worker {worker.worker_id} started", err=True)
+        stats = worker.run(stop, once=once)
     click.echo(f"delivered={stats.delivered} failed={stats.failed} dead={stats.dead} "
                f"released={stats.released}")
